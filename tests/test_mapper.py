@@ -1,0 +1,284 @@
+"""Tests of the JSON mapper: faithful round trips, rejections, determinism."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from enum import IntEnum
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aerospike_wsgi_session.exc import DecodeError, UnencodableValueError
+from aerospike_wsgi_session.mapper import JSONMapper, Mapper
+
+offsets = st.integers(min_value=-23 * 60, max_value=23 * 60).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+hashable_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+    st.binary(),
+    st.dates(),
+    st.datetimes(),
+    st.datetimes(timezones=offsets),
+    st.times(),
+    st.times(timezones=offsets),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.uuids(),
+)
+hashables = st.recursive(
+    hashable_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(tuple),
+        st.frozensets(inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+# Keys that look like tags, or like escaped tags, are the interesting ones.
+dict_keys = st.one_of(st.text(), st.sampled_from(["$t", "$$t", "$s", "$", "$$"]))
+values = st.recursive(
+    hashables,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(dict_keys, inner, max_size=4),
+        st.sets(hashables, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def round_trip(value: Any) -> Any:
+    mapper = JSONMapper()
+    return mapper.decode_value(mapper.encode_value("k", value))
+
+
+def same_offsets(before: Any, after: Any) -> bool:
+    """Whether aware datetimes kept their UTC offset, anywhere inside."""
+    if isinstance(before, datetime | time):
+        return bool(before.utcoffset() == after.utcoffset())
+    if isinstance(before, list | tuple):
+        return all(map(same_offsets, before, after))
+    if isinstance(before, dict):
+        return all(same_offsets(item, after[key]) for key, item in before.items())
+    return True
+
+
+@given(values)
+def test_any_supported_value_round_trips(value: Any) -> None:
+    decoded = round_trip(value)
+
+    assert decoded == value
+    assert type(decoded) is type(value)
+    assert same_offsets(value, decoded)
+
+
+@given(values)
+def test_equal_values_encode_to_identical_text(value: Any) -> None:
+    mapper = JSONMapper()
+    copy = mapper.decode_value(mapper.encode_value("k", value))
+
+    assert mapper.encode_value("k", copy) == mapper.encode_value("k", value)
+
+
+@given(st.dictionaries(dict_keys, values, max_size=5))
+def test_record_round_trips(data: dict[str, Any]) -> None:
+    mapper = JSONMapper(bin_name="s")
+    record = mapper.to_record(data)
+
+    assert list(record) == ["s"]
+    assert mapper.from_record(record) == data
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"$t": [1, 2]},
+        {"$dt": "2024-01-01T00:00:00"},
+        {"$$t": [1]},
+        {"$unknown": 1, "plain": 2},
+        [{"$b": "AA=="}, ({"$s": []},)],
+    ],
+    ids=["tag", "datetime-tag", "escaped-tag", "two-keys", "nested"],
+)
+def test_dict_that_looks_like_a_tag_stays_a_dict(value: Any) -> None:
+    assert round_trip(value) == value
+
+
+def test_tagged_types_keep_their_type() -> None:
+    aware = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    value = {
+        "when": [aware, datetime(2024, 5, 1, 12, 30, 15, 7), date(2024, 5, 1)],
+        "at": time(8, 15, 0, 42),
+        "price": Decimal("19.990"),
+        "id": UUID("12345678-1234-5678-1234-567812345678"),
+        "raw": b"\x00\xff",
+        "pair": (1, (2, {3})),
+        "frozen": frozenset({"a", "b"}),
+    }
+
+    assert round_trip(value) == value
+
+
+def test_set_order_does_not_change_the_text() -> None:
+    mapper = JSONMapper()
+    words = [f"word{i}" for i in range(50)]
+
+    forwards = mapper.encode_value("k", set(words))
+    backwards = mapper.encode_value("k", set(reversed(words)))
+
+    assert forwards == backwards
+    assert json.loads(forwards) == {"$s": sorted(words)}
+
+
+def test_text_is_compact_sorted_and_not_ascii_escaped() -> None:
+    text = JSONMapper().encode_value("k", {"b": "été", "a": [1, 2]})
+
+    assert text == '{"a":[1,2],"b":"été"}'
+
+
+class Opaque:
+    pass
+
+
+class Size(IntEnum):
+    SMALL = 1
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (Opaque(), "the value itself"),
+        (len, "the value itself"),
+        (1j, "the value itself"),
+        (float("nan"), "the value itself"),
+        ([1, float("inf")], "[1]"),
+        ({"a": {"b": [Decimal("NaN")]}}, "['a']['b'][0]"),
+        ({"a": {1: "x"}}, "['a'][1]"),
+        ({"a": [{None: 1}]}, "['a'][0][None]"),
+        ((1, {2, Opaque()}), "[1]{member}"),
+        ([Size.SMALL], "[0]"),
+    ],
+    ids=[
+        "object",
+        "function",
+        "complex",
+        "nan",
+        "infinity-in-list",
+        "decimal-nan-deep",
+        "int-key",
+        "none-key-in-list",
+        "object-in-set-in-tuple",
+        "int-subclass",
+    ],
+)
+def test_unencodable_value_names_key_and_place(value: Any, where: str) -> None:
+    with pytest.raises(UnencodableValueError) as caught:
+        JSONMapper().encode_value("cart", value)
+
+    assert caught.value.key == "cart"
+    assert str(caught.value).startswith("session key 'cart':")
+    assert f"at {where}:" in str(caught.value)
+
+
+def test_session_keys_must_be_str() -> None:
+    with pytest.raises(UnencodableValueError, match="session keys must be str"):
+        JSONMapper().to_record({1: "one"})  # type: ignore[dict-item]
+
+
+def test_cyclic_value_is_refused() -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+
+    with pytest.raises(UnencodableValueError) as caught:
+        JSONMapper().encode_value("loop", cycle)
+
+    assert caught.value.key == "loop"
+
+
+def test_lone_surrogate_is_refused() -> None:
+    with pytest.raises(UnencodableValueError, match="surrogate"):
+        JSONMapper().encode_value("name", ["ok", "\ud800"])
+
+
+def test_time_with_a_zone_of_no_fixed_offset_is_refused() -> None:
+    zoned = time(9, 0, tzinfo=ZoneInfo("Europe/Paris"))
+
+    with pytest.raises(UnencodableValueError, match="no fixed offset"):
+        JSONMapper().encode_value("opening", zoned)
+
+
+@pytest.mark.parametrize(
+    "bins",
+    [
+        {},
+        {"other": {"k": "1"}},
+        {"data": "not a map"},
+        {"data": {"k": 1}},
+        {"data": {2: "1"}},
+        {"data": {"k": "{not json"}},
+        {"data": {"k": '{"$zz":1}'}},
+        {"data": {"k": '{"$dt":"yesterday"}'}},
+        {"data": {"k": '{"$dt":5}'}},
+        {"data": {"k": '{"$t":"abc"}'}},
+        {"data": {"k": '{"$s":[[1]]}'}},
+        {"data": {"k": '{"$dec":"one"}'}},
+        {"data": {"k": '{"$b":"@@"}'}},
+        {"data": {"k": '{"$t":[],"x":1}'}},
+    ],
+    ids=[
+        "no-bins",
+        "missing-bin",
+        "bin-not-a-map",
+        "entry-not-text",
+        "key-not-text",
+        "invalid-json",
+        "unknown-tag",
+        "bad-datetime",
+        "payload-wrong-type",
+        "tuple-from-string",
+        "unhashable-set-member",
+        "bad-decimal",
+        "bad-base64",
+        "tag-with-other-keys",
+    ],
+)
+def test_foreign_or_corrupt_record_raises_decode_error(bins: Any) -> None:
+    with pytest.raises(DecodeError):
+        JSONMapper().from_record(bins)
+
+
+def test_decode_error_names_the_session_key() -> None:
+    bins = {"data": {"good": "1", "cart": '{"$u":"nope"}'}}
+
+    with pytest.raises(DecodeError, match="session key 'cart': malformed '\\$u'"):
+        JSONMapper().from_record(bins)
+
+
+@pytest.mark.parametrize("bin_name", ["", "sixteen_letters_"], ids=["empty", "long"])
+def test_bad_bin_name_is_refused(bin_name: str) -> None:
+    with pytest.raises(ValueError, match="bin_name"):
+        JSONMapper(bin_name=bin_name)
+
+
+def test_json_mapper_is_a_mapper() -> None:
+    mapper: Mapper = JSONMapper()
+
+    assert mapper.from_record(mapper.to_record({"n": 1})) == {"n": 1}
+
+
+def test_encoding_some_keys_gives_just_their_entries() -> None:
+    mapper = JSONMapper()
+    whole = mapper.to_record({"a": 1, "b": (2,)})
+
+    assert mapper.entrywise
+    assert mapper.to_record({"b": (2,)}) == {"data": {"b": whole["data"]["b"]}}
