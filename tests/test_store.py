@@ -1,0 +1,275 @@
+"""The store's options and operations, through the real client."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from aerospike_wsgi_session import AerospikeStore, JSONMapper
+from aerospike_wsgi_session.store import SaveResult, SessionRecord, parse_hosts
+from aerospike_wsgi_session.testing import AerospikeServer, NamespaceConfig
+
+
+def create(store: AerospikeStore, key: str, data: dict[str, Any], ttl: int = 0) -> None:
+    result = store.save(key, data, SessionRecord.new(created=1000.0), ttl=ttl)
+    assert result is SaveResult.SAVED
+
+
+def record_meta(store: AerospikeStore, key: str) -> dict[str, Any]:
+    _, meta, _ = store.client.get(store.key(key))
+    return meta  # type: ignore[no-any-return]
+
+
+def test_save_then_load(store: AerospikeStore) -> None:
+    create(store, "k1", {"name": "ada", "cart": ["apple"]})
+
+    record = store.load("k1")
+
+    assert record is not None
+    assert record.data == {"name": "ada", "cart": ["apple"]}
+    assert record.created == 1000.0
+
+
+def test_load_of_a_missing_session_is_none(store: AerospikeStore) -> None:
+    assert store.load("missing") is None
+
+
+def test_update_writes_only_changed_keys(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1, "b": 2})
+    mine = store.load("k1")
+    theirs = store.load("k1")
+    assert mine is not None and theirs is not None
+
+    store.save("k1", {"a": 10, "b": 2}, mine, ttl=0)
+    store.save("k1", {"a": 1, "b": 20}, theirs, ttl=0)
+
+    loaded = store.load("k1")
+    assert loaded is not None and loaded.data == {"a": 10, "b": 20}
+
+
+def test_unchanged_save_writes_nothing(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1})
+    record = store.load("k1")
+    assert record is not None
+    generation = record_meta(store, "k1")["gen"]
+
+    assert store.save("k1", {"a": 1}, record, ttl=0) is SaveResult.UNCHANGED
+    assert record_meta(store, "k1")["gen"] == generation
+
+
+def test_removed_keys_are_removed(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1, "b": 2})
+    record = store.load("k1")
+    assert record is not None
+
+    store.save("k1", {"b": 2}, record, ttl=0)
+
+    loaded = store.load("k1")
+    assert loaded is not None and loaded.data == {"b": 2}
+
+
+def test_save_after_destroy_does_not_resurrect(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1})
+    record = store.load("k1")
+    assert record is not None
+
+    store.destroy("k1")
+
+    assert store.save("k1", {"a": 2}, record, ttl=0) is SaveResult.GONE
+    assert store.load("k1") is None
+
+
+def test_create_never_overwrites_another_session(store: AerospikeStore) -> None:
+    create(store, "k1", {"owner": "first"})
+
+    result = store.save("k1", {"owner": "second"}, SessionRecord.new(0.0), ttl=0)
+
+    assert result is SaveResult.COLLISION
+    loaded = store.load("k1")
+    assert loaded is not None and loaded.data == {"owner": "first"}
+
+
+def test_touch(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1}, ttl=100)
+
+    assert store.touch("k1", 5000) is True
+    assert 4990 <= record_meta(store, "k1")["ttl"] <= 5000
+    assert store.touch("missing", 100) is False
+
+
+def test_destroy_of_a_missing_session_is_quiet(store: AerospikeStore) -> None:
+    store.destroy("never-existed")
+
+    assert store.load("never-existed") is None
+
+
+def test_clear_empties_the_set(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1})
+    create(store, "k2", {"a": 2})
+
+    store.clear()
+
+    assert store.load("k1") is None
+    assert store.load("k2") is None
+
+
+def test_foreign_record_is_not_a_session(store: AerospikeStore) -> None:
+    store.client.put(store.key("k1"), {"data": {"admin": "true"}})
+
+    assert store.load("k1") is None
+
+
+def test_undecodable_record_reads_as_missing(
+    store: AerospikeStore, caplog: Any
+) -> None:
+    store.client.put(store.key("k1"), {"_session": 1, "data": {"a": "{not json"}})
+
+    assert store.load("k1") is None
+    assert "cannot be decoded" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("ttl", "max_age", "expected"),
+    [
+        pytest.param(None, 600, 600, id="from-max-age"),
+        pytest.param(300, 600, 300, id="explicit-wins"),
+        pytest.param(None, None, 0, id="namespace-default"),
+        pytest.param(0, 600, 0, id="zero-disables"),
+        pytest.param(-1, 600, -1, id="never-expire"),
+    ],
+)
+def test_ttl_resolution(ttl: int | None, max_age: int | None, expected: int) -> None:
+    assert AerospikeStore(ttl=ttl, client=object()).resolve_ttl(max_age) == expected
+
+
+def test_written_ttl_reaches_the_record(store: AerospikeStore) -> None:
+    create(store, "short", {"a": 1}, ttl=120)
+    create(store, "forever", {"a": 1}, ttl=-1)
+
+    assert 110 <= record_meta(store, "short")["ttl"] <= 120
+    assert record_meta(store, "forever")["ttl"] == 4294967295
+
+
+def test_zero_ttl_takes_the_namespace_default(
+    aerospike_server: AerospikeServer,
+) -> None:
+    server = AerospikeServer(namespaces=[NamespaceConfig("test", default_ttl=900)])
+    with server:
+        store = AerospikeStore(set="s", hosts=server.hosts)
+        create(store, "k1", {"a": 1}, ttl=0)
+        assert 890 <= record_meta(store, "k1")["ttl"] <= 900
+        store.close()
+
+
+def test_namespace_and_set_are_used(aerospike_server: AerospikeServer) -> None:
+    server = AerospikeServer(
+        namespaces=[NamespaceConfig("test"), NamespaceConfig("web")]
+    )
+    with server:
+        store = AerospikeStore(namespace="web", set="logins", hosts=server.hosts)
+        create(store, "k1", {"a": 1})
+        _, _, bins = store.client.get(("web", "logins", "k1"))
+        assert bins["data"] == {"a": "1"}
+        store.close()
+
+
+def test_custom_mapper(store: AerospikeStore) -> None:
+    class UpperMapper:
+        def to_record(self, data: Any) -> dict[str, Any]:
+            return {"blob": repr(sorted(data.items())).upper()}
+
+        def from_record(self, bins: Any) -> dict[str, Any]:
+            return {"shout": bins["blob"]}
+
+    mapped = AerospikeStore(
+        namespace=store.namespace,
+        set=store.set,
+        client=store.client,
+        mapper=UpperMapper(),
+    )
+    create(mapped, "k1", {"a": "b"})
+
+    loaded = mapped.load("k1")
+    assert loaded is not None and loaded.data == {"shout": "[('A', 'B')]"}
+
+
+def test_given_client_is_never_closed(store: AerospikeStore) -> None:
+    store.close()
+
+    assert store.client.is_connected()
+
+
+def test_store_creates_and_closes_its_own_client(
+    aerospike_hosts: Any, aerospike_namespace: str
+) -> None:
+    hosts = ",".join(f"{host}:{port}" for host, port in aerospike_hosts)
+    store = AerospikeStore(namespace=aerospike_namespace, set="own", hosts=hosts)
+    client = store.client
+
+    store.close()
+
+    assert not client.is_connected()
+
+
+def test_client_options_reach_the_client(aerospike_hosts: Any) -> None:
+    store = AerospikeStore(
+        hosts=aerospike_hosts, policies={"read": {"total_timeout": 77}}
+    )
+
+    assert store._client_config["policies"]["read"]["total_timeout"] == 77
+    assert store._client_config["policies"]["write"]["total_timeout"] == 500
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [
+        ("a:3000,b:3001", [("a", 3000), ("b", 3001)]),
+        ("a:3000 b", [("a", 3000), ("b", 3000)]),
+        ([("a", 3000)], [("a", 3000)]),
+        (["[::1]:3000"], [("::1", 3000)]),
+    ],
+)
+def test_parse_hosts(hosts: Any, expected: Any) -> None:
+    assert parse_hosts(hosts) == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"namespace": "n" * 32}, id="long-namespace"),
+        pytest.param({"set": "s" * 64}, id="long-set"),
+        pytest.param({"set": "a:b"}, id="bad-set"),
+        pytest.param({"ttl": -5}, id="bad-ttl"),
+        pytest.param({"hosts": "a:port"}, id="bad-host"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        AerospikeStore(**options)
+
+
+def test_child_process_gets_its_own_client(
+    store: AerospikeStore, aerospike_hosts: Any
+) -> None:
+    own = AerospikeStore(
+        namespace=store.namespace, set=store.set, hosts=aerospike_hosts
+    )
+    create(own, "k1", {"a": 1})
+    parent_client = own.client
+
+    pid = os.fork()
+    if pid == 0:
+        child_ok = own._client is None and own.load("k1") is not None
+        os._exit(0 if child_ok else 1)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert own.client is parent_client
+    assert own.load("k1") is not None
+    own.close()
+
+
+def test_json_mapper_is_the_default() -> None:
+    assert isinstance(AerospikeStore(client=object()).mapper, JSONMapper)
