@@ -1,0 +1,223 @@
+"""Loading and saving the session of a request.
+
+The :class:`SessionManager` holds what the middleware was configured with and
+does the work a :class:`~aerospike_wsgi_session.session.Session` asks for:
+verify the cookie, load the record, save what changed, and decide what the
+response must do with the cookie.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .cookies import CookieSettings, read_cookie
+from .exc import SessionError, StoreUnavailableError
+from .session import Session
+from .signing import Signer, new_session_id
+from .store import AerospikeStore, SaveResult, SessionRecord
+
+logger = logging.getLogger(__name__)
+
+#: How many fresh ids a new session tries before giving up. Two 256-bit
+#: random ids never collide in practice; a second attempt exists for a
+#: broken id generator, not for chance.
+ID_ATTEMPTS = 3
+
+
+class CookieAction(enum.Enum):
+    """What the response does with the session cookie."""
+
+    KEEP = "keep"
+    SET = "set"
+    DELETE = "delete"
+
+
+class SessionManager:
+    """Loads and saves request sessions for the middleware.
+
+    :param store: where sessions live.
+    :param signer: signs and verifies cookie values, and hashes ids into
+        record keys.
+    :param cookie: the session cookie's settings.
+    :param rolling: extend the session's lifetime on every request, not
+        only when it changes.
+    :param rolling_interval: with ``rolling``, the fewest seconds between two
+        extensions of an unchanged session.
+    :param detect_changes: compare values that may have been edited in place
+        with their stored form; when off, only assignments, deletions and
+        :meth:`Session.changed` make a save.
+    :param degrade: when loading fails because Aerospike is unavailable, go
+        on with an empty read-only session instead of raising.
+    :param id_generator: makes new session ids.
+    :param clock: the current time in Unix seconds.
+    """
+
+    def __init__(
+        self,
+        store: AerospikeStore,
+        signer: Signer,
+        cookie: CookieSettings,
+        *,
+        rolling: bool = False,
+        rolling_interval: int = 60,
+        detect_changes: bool = True,
+        degrade: bool = False,
+        id_generator: Callable[[], str] = new_session_id,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.cookie = cookie
+        self.rolling = rolling
+        self.rolling_interval = rolling_interval
+        self.detect_changes = detect_changes
+        self.degrade = degrade
+        self.id_generator = id_generator
+        self.clock = clock
+        self.ttl = store.resolve_ttl(cookie.max_age)
+
+    def load(self, session: Session) -> None:
+        """Fill ``session`` from its cookie and record, or start it empty."""
+        verified = self._verify(session.environ)
+        if verified is None:
+            session.start(None, SessionRecord.new(self.clock()))
+            return
+        session_id, current_key = verified
+        try:
+            record = self.store.load(self.signer.record_key(session_id))
+        except StoreUnavailableError:
+            if not self.degrade:
+                raise
+            logger.warning("session store unavailable; going on without a session")
+            session.start(None, SessionRecord.new(self.clock()))
+            session.readonly = True
+            return
+        if record is None:
+            logger.debug("session %s… is unknown or expired", session_id[:6])
+            session.start(None, SessionRecord.new(self.clock()))
+            return
+        session.start(session_id, record, reissue=not current_key)
+
+    def _verify(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
+        value = read_cookie(environ, self.cookie.name)
+        if value is None:
+            return None
+        verified = self.signer.unsign(value)
+        if verified is None:
+            logger.debug("session cookie rejected: malformed or badly signed")
+        return verified
+
+    def invalidate(self, session: Session) -> None:
+        """Delete the session's record and start it over, empty."""
+        self._destroy(session)
+        session.start(None, SessionRecord.new(self.clock()))
+        session.invalidated = True
+
+    def regenerate(self, session: Session, keep_data: bool) -> None:
+        """Delete the session's record and give the session a new id."""
+        created = session.record.created if keep_data else self.clock()
+        self._destroy(session)
+        if not keep_data:
+            session.start(None, SessionRecord.new(created))
+        session.rename(self.id_generator(), SessionRecord.new(created))
+        session.invalidated = True
+
+    def _destroy(self, session: Session) -> None:
+        if session.id is not None and session.record.stored:
+            self.store.destroy(self.signer.record_key(session.id))
+            logger.debug("session %s… destroyed", session.id[:6])
+
+    def save(self, session: Session) -> CookieAction:
+        """Store what changed, and say what the cookie needs.
+
+        :raises SessionError: the session could not be saved; nothing of
+            this save was written.
+        """
+        if session.readonly:
+            return CookieAction.KEEP
+        if not session.record.stored:
+            return self._create(session)
+        keys = session.pending_keys(self.detect_changes)
+        if keys is not None and not keys:
+            return self._unchanged(session)
+        return self._update(session, keys)
+
+    def save_late(self, session: Session) -> None:
+        """Save changes made after the response headers went out.
+
+        Only a stored session can take them: a new one would need a cookie.
+        """
+        keys = session.pending_keys(self.detect_changes)
+        if session.readonly or (keys is not None and not keys):
+            return
+        if not session.record.stored:
+            if session.as_dict():
+                logger.warning(
+                    "a new session was changed after the response headers were "
+                    "sent; it cannot get a cookie any more, so it is not saved"
+                )
+            return
+        self._update(session, keys)
+
+    def _create(self, session: Session) -> CookieAction:
+        if not session.as_dict():
+            return CookieAction.DELETE if session.invalidated else CookieAction.KEEP
+        for _ in range(ID_ATTEMPTS):
+            if session.id is None:
+                session.use_id(self.id_generator())
+            assert session.id is not None
+            key = self.signer.record_key(session.id)
+            result = self.store.save(
+                key, session.as_dict(), session.record, ttl=self.ttl
+            )
+            if result is not SaveResult.COLLISION:
+                logger.debug("session %s… created", session.id[:6])
+                session.saved()
+                return CookieAction.SET
+            logger.warning(
+                "new session id %s… already taken; drawing another", session.id[:6]
+            )
+            session.use_id(None)
+        raise SessionError(f"no free session id after {ID_ATTEMPTS} attempts")
+
+    def _update(self, session: Session, keys: Any) -> CookieAction:
+        assert session.id is not None
+        key = self.signer.record_key(session.id)
+        result = self.store.save(
+            key, session.as_dict(), session.record, ttl=self.ttl, keys=keys
+        )
+        session.saved()
+        if result is SaveResult.GONE:
+            logger.warning(
+                "session %s… ended during this request; its changes are dropped",
+                session.id[:6],
+            )
+            return CookieAction.KEEP
+        if result is SaveResult.UNCHANGED:
+            return self._unchanged(session)
+        logger.debug("session %s… saved", session.id[:6])
+        refresh = session.reissue or self.cookie.max_age is not None
+        return CookieAction.SET if refresh else CookieAction.KEEP
+
+    def _unchanged(self, session: Session) -> CookieAction:
+        if self.rolling and self._extension_due(session.record):
+            assert session.id is not None
+            if not self.store.touch(self.signer.record_key(session.id), self.ttl):
+                return CookieAction.KEEP
+            logger.debug("session %s… extended", session.id[:6])
+            return CookieAction.SET
+        return CookieAction.SET if session.reissue else CookieAction.KEEP
+
+    def _extension_due(self, record: SessionRecord) -> bool:
+        if self.ttl <= 0 or record.ttl < 0:
+            return True
+        return self.ttl - record.ttl >= self.rolling_interval
+
+    def cookie_value(self, session: Session) -> str:
+        """The signed cookie value of the session's id."""
+        assert session.id is not None
+        return self.signer.sign(session.id)

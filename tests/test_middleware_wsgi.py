@@ -1,0 +1,262 @@
+"""The middleware as a WSGI citizen: when headers go out, bodies, close()."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+from wsgiref.validate import validator
+
+import pytest
+import webob
+import webob.dec
+
+from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
+from aerospike_wsgi_session.signing import Signer
+
+from .helpers import SECRET
+
+
+def stored(store: AerospikeStore, cookie: str) -> dict[str, Any] | None:
+    signer = Signer(SECRET)
+    verified = signer.unsign(cookie)
+    assert verified is not None
+    record = store.load(signer.record_key(verified[0]))
+    return None if record is None else record.data
+
+
+class Exchange:
+    """Drives a WSGI app the way a server does, step by step."""
+
+    def __init__(self, app: Any, cookie: str | None = None, path: str = "/") -> None:
+        self.environ = make_environ(path)
+        if cookie:
+            self.environ["HTTP_COOKIE"] = f"session={cookie}"
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.written: list[bytes] = []
+        self.body = app(self.environ, self.start_response)
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.status, self.headers = status, headers
+        return self.written.append
+
+    def cookie(self) -> str:
+        values = [value for name, value in self.headers if name == "Set-Cookie"]
+        assert len(values) == 1
+        return values[0].split(";")[0].partition("=")[2]
+
+
+def make_environ(path: str = "/") -> dict[str, Any]:
+    environ = {"PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": ""}
+    setup_testing_defaults(environ)
+    return environ
+
+
+def wrap(app: Any, store: AerospikeStore, **options: Any) -> Any:
+    return validator(SessionMiddleware(validator(app), store, secret=SECRET, **options))
+
+
+def counter_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    session = environ["aerospike.session"]
+    session["count"] = session.get("count", 0) + 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"counted "
+    yield str(session["count"]).encode()
+
+
+def test_record_is_durable_before_headers_go_out(store: AerospikeStore) -> None:
+    seen: list[Any] = []
+    app = wrap(counter_app, store)
+
+    def exchange_start(status: str, headers: Any, exc_info: Any = None) -> Any:
+        cookie = next(v for n, v in headers if n == "Set-Cookie")
+        seen.append(stored(store, cookie.split(";")[0].partition("=")[2]))
+        return lambda data: None
+
+    body = app(make_environ(), exchange_start)
+    chunks = list(body)
+    body.close()
+
+    assert chunks == [b"counted ", b"1"]
+    assert seen == [{"count": 1}]
+
+
+def test_streaming_body_is_not_buffered(store: AerospikeStore) -> None:
+    produced: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        environ["aerospike.session"]["streamed"] = True
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        for number in range(3):
+            produced.append(number)
+            yield b"%d" % number
+
+    exchange = Exchange(wrap(app, store))
+    chunks = iter(exchange.body)
+
+    assert next(chunks) == b"0"
+    assert produced == [0]
+    assert exchange.status == "200 OK"
+    assert list(chunks) == [b"1", b"2"]
+    exchange.body.close()
+
+
+def test_empty_chunks_before_the_body_are_skipped(store: AerospikeStore) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b""
+        environ["aerospike.session"]["late"] = "but before the body"
+        yield b"body"
+
+    exchange = Exchange(wrap(app, store))
+    chunks = list(exchange.body)
+    exchange.body.close()
+
+    assert chunks == [b"body"]
+    assert stored(store, exchange.cookie()) == {"late": "but before the body"}
+
+
+def test_write_callable_saves_before_the_first_write(store: AerospikeStore) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["aerospike.session"]["via"] = "write"
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written")
+        return []
+
+    exchange = Exchange(wrap(app, store))
+    exchange.body.close()
+
+    assert exchange.written == [b"written"]
+    assert stored(store, exchange.cookie()) == {"via": "write"}
+
+
+def test_exc_info_replaces_headers_not_sent_yet(store: AerospikeStore) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["aerospike.session"]["tried"] = True
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            start_response(
+                "500 Internal Server Error",
+                [("Content-Type", "text/plain")],
+                sys.exc_info(),
+            )
+        return [b"error page"]
+
+    exchange = Exchange(wrap(app, store))
+    body = list(exchange.body)
+    exchange.body.close()
+
+    assert exchange.status == "500 Internal Server Error"
+    assert body == [b"error page"]
+    assert stored(store, exchange.cookie()) == {"tried": True}
+
+
+def test_generator_calling_start_response_lazily(store: AerospikeStore) -> None:
+    exchange = Exchange(wrap(counter_app, store))
+
+    assert exchange.status is None
+    assert b"".join(exchange.body) == b"counted 1"
+    exchange.body.close()
+    assert exchange.status == "200 OK"
+
+
+def test_close_is_called_exactly_once(store: AerospikeStore) -> None:
+    closes: list[str] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"body"
+
+        def close(self) -> None:
+            closes.append("closed")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        environ["aerospike.session"]["x"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    body = SessionMiddleware(app, store, secret=SECRET)
+    exchange = Exchange(body)
+    list(exchange.body)
+    exchange.body.close()
+    exchange.body.close()
+
+    assert closes == ["closed"]
+
+
+def test_change_after_headers_is_saved_at_close(store: AerospikeStore) -> None:
+    app = wrap(counter_app, store)
+    first = Exchange(app)
+    list(first.body)
+    first.body.close()
+
+    def late_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"headers are out"
+        environ["aerospike.session"]["late"] = True
+
+    second = Exchange(wrap(late_app, store), cookie=first.cookie())
+    list(second.body)
+    second.body.close()
+
+    assert stored(store, first.cookie()) == {"count": 1, "late": True}
+
+
+def test_change_after_headers_to_a_new_session_is_logged(
+    store: AerospikeStore, caplog: Any
+) -> None:
+    def late_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"headers are out"
+        environ["aerospike.session"]["late"] = True
+
+    exchange = Exchange(wrap(late_app, store))
+    list(exchange.body)
+    exchange.body.close()
+
+    assert "Set-Cookie" not in dict(exchange.headers)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("after the response headers" in r.getMessage() for r in warnings)
+
+
+def test_list_body_passes_through_untouched(store: AerospikeStore) -> None:
+    body = [b"plain"]
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    exchange = Exchange(SessionMiddleware(app, store, secret=SECRET))
+
+    assert exchange.body is body
+    assert exchange.headers == [("Content-Type", "text/plain")]
+
+
+def test_list_body_of_a_used_session_is_saved_at_return(store: AerospikeStore) -> None:
+    @webob.dec.wsgify
+    def app(request: webob.Request) -> webob.Response:
+        request.environ["aerospike.session"]["x"] = 1
+        return webob.Response("ok")
+
+    exchange = Exchange(SessionMiddleware(app, store, secret=SECRET))
+
+    assert exchange.status == "200 OK"
+    assert stored(store, exchange.cookie()) == {"x": 1}
+
+
+def test_app_exception_saves_nothing(make_app: Any) -> None:
+    @webob.dec.wsgify
+    def app(request: webob.Request) -> webob.Response:
+        request.environ["aerospike.session"]["half"] = "done"
+        raise RuntimeError("the app failed")
+
+    client = make_app(app)
+    with pytest.raises(RuntimeError):
+        client.get("/")
+
+    assert client.cookies == {}
