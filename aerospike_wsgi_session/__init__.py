@@ -8,6 +8,7 @@ WSGI environ under ``"aerospike.session"``.
 from __future__ import annotations
 
 from .exc import (
+    CheckError,
     DecodeError,
     SessionConflictError,
     SessionError,
@@ -25,6 +26,7 @@ from .store import AerospikeStore
 
 __all__ = [
     "AerospikeStore",
+    "CheckError",
     "DecodeError",
     "JSONMapper",
     "Mapper",

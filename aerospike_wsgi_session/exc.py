@@ -83,3 +83,7 @@ class SessionUnavailableError(SessionError):
     Raised by a session that the middleware handed out in place of the real
     one while Aerospike was unavailable, under the ``degrade`` failure policy.
     """
+
+
+class CheckError(StoreError):
+    """The self-check found Aerospike unfit to keep sessions; the message says why."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,11 @@ class SessionManager:
         :meth:`Session.changed` make a save.
     :param degrade: when loading fails because Aerospike is unavailable, go
         on with an empty read-only session instead of raising.
+    :param idle_timeout: seconds without a request that uses the session
+        after which it ends. The record's TTL is set to it and reset by each
+        read, by the server itself.
+    :param absolute_timeout: seconds after its creation at which a session
+        ends, however active. Writes never extend the record past it.
     :param id_generator: makes new session ids.
     :param clock: the current time in Unix seconds.
     """
@@ -66,9 +72,18 @@ class SessionManager:
         rolling_interval: int = 60,
         detect_changes: bool = True,
         degrade: bool = False,
+        idle_timeout: int | None = None,
+        absolute_timeout: int | None = None,
         id_generator: Callable[[], str] = new_session_id,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        for name, value in (
+            ("idle_timeout", idle_timeout),
+            ("absolute_timeout", absolute_timeout),
+            ("rolling_interval", rolling_interval),
+        ):
+            if value is not None and (type(value) is not int or value < 0):
+                raise ValueError(f"{name} must be a number of seconds, not {value!r}")
         self.store = store
         self.signer = signer
         self.cookie = cookie
@@ -78,43 +93,68 @@ class SessionManager:
         self.degrade = degrade
         self.id_generator = id_generator
         self.clock = clock
-        self.ttl = store.resolve_ttl(cookie.max_age)
+        self.idle_timeout = idle_timeout or None
+        self.absolute_timeout = absolute_timeout or None
+        self.ttl = self.idle_timeout or store.resolve_ttl(cookie.max_age)
+        self.metrics = store.metrics
 
     def load(self, session: Session) -> None:
         """Fill ``session`` from its cookie and record, or start it empty."""
         verified = self._verify(session.environ)
         if verified is None:
-            session.start(None, SessionRecord.new(self.clock()))
+            self._start_new(session)
             return
         session_id, current_key = verified
+        record_key = self.signer.record_key(session_id)
         try:
-            record = self.store.load(self.signer.record_key(session_id))
+            record = self.store.load(record_key, touch=self.idle_timeout is not None)
         except StoreUnavailableError:
             if not self.degrade:
                 raise
             logger.warning("session store unavailable; going on without a session")
-            session.start(None, SessionRecord.new(self.clock()))
+            self._start_new(session)
             session.readonly = True
             return
+        if record is not None and self._past_absolute_timeout(record):
+            logger.debug("session %s… reached its absolute timeout", session_id[:6])
+            self.metrics.count("misses.expired")
+            self.store.destroy(record_key)
+            record = None
         if record is None:
-            logger.debug("session %s… is unknown or expired", session_id[:6])
-            session.start(None, SessionRecord.new(self.clock()))
+            self._start_new(session)
             return
         session.start(session_id, record, reissue=not current_key)
+
+    def _start_new(self, session: Session) -> None:
+        session.start(None, SessionRecord.new(self.clock()))
 
     def _verify(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
         value = read_cookie(environ, self.cookie.name)
         if value is None:
+            self.metrics.count("misses.no_cookie")
             return None
         verified = self.signer.unsign(value)
         if verified is None:
             logger.debug("session cookie rejected: malformed or badly signed")
+            self.metrics.count("misses.bad_signature")
         return verified
+
+    def _past_absolute_timeout(self, record: SessionRecord) -> bool:
+        limit = self.absolute_timeout
+        return limit is not None and self.clock() - record.created >= limit
+
+    def _ttl_for(self, record: SessionRecord) -> int:
+        """The TTL of a write: never past the absolute timeout."""
+        if self.absolute_timeout is None:
+            return self.ttl
+        left = math.ceil(record.created + self.absolute_timeout - self.clock())
+        left = max(left, 1)
+        return left if self.ttl <= 0 else min(self.ttl, left)
 
     def invalidate(self, session: Session) -> None:
         """Delete the session's record and start it over, empty."""
         self._destroy(session)
-        session.start(None, SessionRecord.new(self.clock()))
+        self._start_new(session)
         session.invalidated = True
 
     def regenerate(self, session: Session, keep_data: bool) -> None:
@@ -142,7 +182,7 @@ class SessionManager:
         if not session.record.stored:
             return self._create(session)
         keys = session.pending_keys(self.detect_changes)
-        if keys is not None and not keys:
+        if keys is not None and not keys and not session.user_changed:
             return self._unchanged(session)
         return self._update(session, keys)
 
@@ -152,7 +192,8 @@ class SessionManager:
         Only a stored session can take them: a new one would need a cookie.
         """
         keys = session.pending_keys(self.detect_changes)
-        if session.readonly or (keys is not None and not keys):
+        nothing = keys is not None and not keys and not session.user_changed
+        if session.readonly or nothing:
             return
         if not session.record.stored:
             if session.as_dict():
@@ -164,7 +205,7 @@ class SessionManager:
         self._update(session, keys)
 
     def _create(self, session: Session) -> CookieAction:
-        if not session.as_dict():
+        if not session.as_dict() and session.user_id is None:
             return CookieAction.DELETE if session.invalidated else CookieAction.KEEP
         for _ in range(ID_ATTEMPTS):
             if session.id is None:
@@ -172,7 +213,11 @@ class SessionManager:
             assert session.id is not None
             key = self.signer.record_key(session.id)
             result = self.store.save(
-                key, session.as_dict(), session.record, ttl=self.ttl
+                key,
+                session.as_dict(),
+                session.record,
+                ttl=self._ttl_for(session.record),
+                user_id=session.user_id,
             )
             if result is not SaveResult.COLLISION:
                 logger.debug("session %s… created", session.id[:6])
@@ -188,7 +233,12 @@ class SessionManager:
         assert session.id is not None
         key = self.signer.record_key(session.id)
         result = self.store.save(
-            key, session.as_dict(), session.record, ttl=self.ttl, keys=keys
+            key,
+            session.as_dict(),
+            session.record,
+            ttl=self._ttl_for(session.record),
+            keys=keys,
+            user_id=session.user_id,
         )
         session.saved()
         if result is SaveResult.GONE:
@@ -206,7 +256,8 @@ class SessionManager:
     def _unchanged(self, session: Session) -> CookieAction:
         if self.rolling and self._extension_due(session.record):
             assert session.id is not None
-            if not self.store.touch(self.signer.record_key(session.id), self.ttl):
+            key = self.signer.record_key(session.id)
+            if not self.store.touch(key, self._ttl_for(session.record)):
                 return CookieAction.KEEP
             logger.debug("session %s… extended", session.id[:6])
             return CookieAction.SET

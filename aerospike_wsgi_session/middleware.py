@@ -67,6 +67,12 @@ class SessionMiddleware:
     :param detect_changes: notice values edited in place by comparing their
         encoded form with the stored one (``True``). When off, call
         :meth:`Session.changed` after such edits.
+    :param idle_timeout: end a session after this many seconds without a
+        request that uses it (``None``: no idle limit). The record's TTL
+        becomes this, and Aerospike resets it on every read.
+    :param absolute_timeout: end a session this many seconds after it was
+        created, however active it is (``None``: no limit). OWASP suggests
+        a few hours for most applications.
     :param on_store_error: ``"raise"`` (the default) answers ``503`` with a
         ``Retry-After`` when Aerospike fails; ``"degrade"`` lets a request
         whose session cannot be loaded go on with an empty session that
@@ -77,6 +83,9 @@ class SessionMiddleware:
         that header itself: a client could send it too.
     :param record_key_secret: the secret record keys are hashed with; the
         last secret of ``secret`` by default.
+    :param check_at_startup: run the store's self-check now, so that a
+        missing namespace or refused TTLs fail at startup rather than at the
+        first request (``False``; it needs Aerospike to be up).
     :param id_generator: makes new session ids (256 random bits).
     :param clock: the current time in Unix seconds.
     """
@@ -99,10 +108,13 @@ class SessionMiddleware:
         rolling: bool = False,
         rolling_interval: int = 60,
         detect_changes: bool = True,
+        idle_timeout: int | None = None,
+        absolute_timeout: int | None = None,
         on_store_error: Literal["raise", "degrade"] = "raise",
         retry_after: int = 5,
         trust_proxy: bool = False,
         record_key_secret: str | bytes | None = None,
+        check_at_startup: bool = False,
         id_generator: Callable[[], str] = new_session_id,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -130,9 +142,13 @@ class SessionMiddleware:
             rolling_interval=rolling_interval,
             detect_changes=detect_changes,
             degrade=on_store_error == "degrade",
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
             id_generator=id_generator,
             clock=clock,
         )
+        if check_at_startup:
+            store.check(self.manager.ttl)
         self.trust_proxy = trust_proxy
         self._unavailable_headers = [
             ("Content-Type", "text/plain; charset=utf-8"),

@@ -63,6 +63,7 @@ class Session(MutableMapping[str, Any]):
         "_id",
         "_record",
         "_touched",
+        "_user_id",
         "environ",
         "invalidated",
         "modified",
@@ -79,6 +80,7 @@ class Session(MutableMapping[str, Any]):
         self._touched: set[str] = set()
         self._assigned: set[str] = set()
         self._everything_touched = False
+        self._user_id: str | None = None
         self.modified = False
         #: The cookie must be sent again (a new id, or an old signing key).
         self.reissue = False
@@ -155,6 +157,25 @@ class Session(MutableMapping[str, Any]):
         return self.record.created
 
     @property
+    def user_id(self) -> str | None:
+        """The user this session belongs to, or ``None``.
+
+        Set it at login. The store can then list and end every session of a
+        user, for "log out everywhere" after a password change. It is kept
+        apart from the data, so no key of the mapping can change it.
+        """
+        self._loaded()
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, user_id: str | None) -> None:
+        if user_id is not None and type(user_id) is not str:
+            raise TypeError(f"user_id is a string, not {type(user_id).__name__}")
+        self._writable()
+        self._user_id = user_id
+        self.modified = True
+
+    @property
     def record(self) -> SessionRecord:
         """What the store knows of this session's record."""
         self._loaded()
@@ -200,6 +221,7 @@ class Session(MutableMapping[str, Any]):
         self._touched.clear()
         self._assigned.clear()
         self._everything_touched = False
+        self._user_id = record.user_id
         self.reissue = reissue
 
     def rename(self, session_id: str, record: SessionRecord) -> None:
@@ -226,6 +248,11 @@ class Session(MutableMapping[str, Any]):
         if self._everything_touched:
             return None
         return self._touched if detect_changes else self._assigned
+
+    @property
+    def user_changed(self) -> bool:
+        """Whether :attr:`user_id` differs from the stored one."""
+        return self._data is not None and self._user_id != self.record.user_id
 
     def saved(self) -> None:
         """Forget the pending changes once they are stored."""

@@ -43,8 +43,10 @@ from typing import Any, TypeVar
 
 import aerospike
 from aerospike import exception as aerospike_errors
+from aerospike import predicates
 from aerospike_helpers.operations import map_operations, operations
 
+from .breaker import CircuitBreaker
 from .exc import (
     DecodeError,
     SessionConflictError,
@@ -54,6 +56,8 @@ from .exc import (
     WriteInDoubtError,
 )
 from .mapper import JSONMapper, Mapper
+from .metrics import Metrics, MetricsHook
+from .selfcheck import check_store
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +65,9 @@ T = TypeVar("T")
 
 FORMAT_BIN = "_session"
 CREATED_BIN = "_created"
+USER_BIN = "_user"
 FORMAT_VERSION = 1
-STORE_BINS = frozenset({FORMAT_BIN, CREATED_BIN})
+STORE_BINS = frozenset({FORMAT_BIN, CREATED_BIN, USER_BIN})
 
 MAX_NAMESPACE_LENGTH = 31
 MAX_SET_LENGTH = 63
@@ -88,10 +93,21 @@ _UNAVAILABLE_ERRORS = (
     aerospike_errors.ClusterError,
 )
 
-_PASSED_THROUGH = (aerospike_errors.RecordNotFound, aerospike_errors.RecordExistsError)
+_PASSED_THROUGH = (
+    aerospike_errors.RecordNotFound,
+    aerospike_errors.RecordExistsError,
+    aerospike_errors.IndexFoundError,
+)
+_ERROR_KINDS: dict[type[BaseException], str] = {
+    aerospike_errors.RecordBusy: "busy",
+    aerospike_errors.RecordTooBig: "too_big",
+}
 
 #: The TTL the client reports for a record that never expires.
 NEVER_EXPIRES = 0xFFFFFFFF
+
+# A read that also resets the record's TTL to the one of its last write.
+_READ_TOUCH = {"read_touch_ttl_percent": 100}
 
 _stores: weakref.WeakSet[AerospikeStore] = weakref.WeakSet()
 
@@ -130,6 +146,7 @@ class SessionRecord:
         loaded, ``-1`` if it never expires.
     :param stored: whether the record exists; a save of a record that does
         not is a create-only write.
+    :param user_id: the user the session is bound to, if any.
     """
 
     data: dict[str, Any]
@@ -137,6 +154,7 @@ class SessionRecord:
     created: float
     ttl: int = -1
     stored: bool = True
+    user_id: str | None = None
 
     @classmethod
     def new(cls, created: float) -> SessionRecord:
@@ -164,6 +182,13 @@ class AerospikeStore:
         ``(host, port)`` or a string such as ``"h1:3000,h2:3000"``; every
         other key goes to ``aerospike.client`` as it is. Timeouts missing
         from ``policies`` default to :data:`DEFAULT_POLICIES`.
+    :param metrics_hook: called with every metrics event; see
+        :mod:`aerospike_wsgi_session.metrics`. :attr:`metrics` holds them too.
+    :param breaker_threshold: store calls failing in a row (timeouts, lost
+        connections) before further calls fail at once without waiting for
+        Aerospike (5; 0 turns this off).
+    :param breaker_cooldown: seconds calls fail at once before one call tries
+        Aerospike again (5).
     """
 
     def __init__(
@@ -173,6 +198,10 @@ class AerospikeStore:
         ttl: int | None = None,
         mapper: Mapper | None = None,
         client: Any = None,
+        *,
+        metrics_hook: MetricsHook | None = None,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 5.0,
         **client_config: Any,
     ) -> None:
         _check_name("namespace", namespace, MAX_NAMESPACE_LENGTH)
@@ -189,6 +218,10 @@ class AerospikeStore:
         self._client_config = (
             build_client_config(client_config) if client is None else {}
         )
+        self.metrics = Metrics(metrics_hook)
+        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown)
+        self.max_record_size: int | None = None
+        self._user_index_ready = False
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -215,19 +248,26 @@ class AerospikeStore:
         """The Aerospike key tuple of a record key."""
         return (self.namespace, self.set, record_key)
 
-    def load(self, record_key: str) -> SessionRecord | None:
+    def load(self, record_key: str, *, touch: bool = False) -> SessionRecord | None:
         """Read a session, or ``None`` when it does not exist.
 
         A record without the store's format marker, or one the mapper cannot
         decode, reads as ``None`` with a warning: it is never adopted.
+
+        :param touch: reset the record's TTL to the one of its last write,
+            in the same round trip (Aerospike's ``read_touch_ttl_percent``).
         """
         key = self.key(record_key)
+        policy = _READ_TOUCH if touch else None
+        self.metrics.count("loads")
         try:
-            _, meta, bins = self._call("load", lambda: self.client.get(key))
+            _, meta, bins = self._call("load", lambda: self.client.get(key, policy))
         except aerospike_errors.RecordNotFound:
+            self.metrics.count("misses.unknown")
             return None
         if bins.get(FORMAT_BIN) != FORMAT_VERSION:
             logger.warning("record %s… is not a session; ignored", record_key[:8])
+            self.metrics.count("misses.undecodable")
             return None
         return self._decode(record_key, meta, bins)
 
@@ -239,13 +279,14 @@ class AerospikeStore:
             data = self.mapper.from_record(payload)
         except DecodeError as err:
             logger.warning("session %s… cannot be decoded: %s", record_key[:8], err)
+            self.metrics.count("misses.undecodable")
             return None
-        ttl = meta["ttl"]
         return SessionRecord(
             data=data,
             payload=payload,
             created=float(bins.get(CREATED_BIN, 0)),
-            ttl=-1 if ttl >= NEVER_EXPIRES else ttl,
+            ttl=_ttl(meta),
+            user_id=bins.get(USER_BIN),
         )
 
     def save(
@@ -256,6 +297,7 @@ class AerospikeStore:
         *,
         ttl: int,
         keys: Collection[str] | None = None,
+        user_id: str | None = None,
     ) -> SaveResult:
         """Write what changed in ``data`` since ``record`` was stored.
 
@@ -268,44 +310,65 @@ class AerospikeStore:
         :param keys: with an entry-wise mapper such as the default one, the
             only keys that can have changed (the ones the request set,
             deleted or read a mutable value of); ``None`` compares every key.
+        :param user_id: the user the session belongs to (see
+            :meth:`destroy_user`); ``None`` for nobody.
         :raises UnencodableValueError: before anything is written.
         :raises SessionTooLargeError: the record would exceed the namespace's
             size limit; the stored session is left as it was.
         """
         if not record.stored:
-            return self._create(record_key, data, record, ttl)
+            return self._create(record_key, data, record, ttl, user_id)
         delta = self._delta(data, record, keys)
-        if not delta:
+        ops = delta.operations()
+        if user_id != record.user_id:
+            ops.append(operations.write(USER_BIN, user_id))
+        if not ops:
             return SaveResult.UNCHANGED
         key = self.key(record_key)
         policy = {"exists": aerospike.POLICY_EXISTS_UPDATE, "ttl": ttl}
-        ops = delta.operations()
         try:
             self._write("save", lambda: self.client.operate(key, ops, policy=policy))
         except aerospike_errors.RecordNotFound:
+            self.metrics.count("conflicts")
             return SaveResult.GONE
         except _TooBig as err:
-            raise SessionTooLargeError(delta.size()) from err.__cause__
+            raise self._too_big(delta.size()) from err.__cause__
         delta.apply(record.payload)
+        record.user_id = user_id
+        self.metrics.count("saves")
+        self.metrics.count("bytes_written", delta.size())
         return SaveResult.SAVED
 
     def _create(
-        self, record_key: str, data: Mapping[str, Any], record: SessionRecord, ttl: int
+        self,
+        record_key: str,
+        data: Mapping[str, Any],
+        record: SessionRecord,
+        ttl: int,
+        user_id: str | None,
     ) -> SaveResult:
-        if not data:
+        if not data and user_id is None:
             return SaveResult.UNCHANGED
         payload = self.mapper.to_record(data)
         bins = {**payload, FORMAT_BIN: FORMAT_VERSION, CREATED_BIN: int(record.created)}
+        if user_id is not None:
+            bins[USER_BIN] = user_id
         key = self.key(record_key)
         policy = {"exists": aerospike.POLICY_EXISTS_CREATE, "ttl": ttl}
         try:
             self._write("create", lambda: self.client.put(key, bins, policy=policy))
         except aerospike_errors.RecordExistsError:
+            self.metrics.count("conflicts")
             return SaveResult.COLLISION
         except _TooBig as err:
-            raise SessionTooLargeError(payload_size(payload)) from err.__cause__
-        record.payload, record.stored = payload, True
+            raise self._too_big(payload_size(payload)) from err.__cause__
+        record.payload, record.stored, record.user_id = payload, True, user_id
+        self.metrics.count("creates")
+        self.metrics.count("bytes_written", payload_size(bins))
         return SaveResult.SAVED
+
+    def _too_big(self, size: int) -> SessionTooLargeError:
+        return SessionTooLargeError(size, self.max_record_size)
 
     def _delta(
         self,
@@ -327,17 +390,90 @@ class AerospikeStore:
             self._write("touch", lambda: self.client.operate(key, ops, policy=policy))
         except aerospike_errors.RecordNotFound:
             return False
+        self.metrics.count("touches")
         return True
 
     def destroy(self, record_key: str) -> None:
         """Delete a session. Deleting a missing session is not an error."""
-        key = self.key(record_key)
+        self._remove(self.key(record_key))
+
+    def _remove(self, key: tuple[Any, ...]) -> None:
         with contextlib.suppress(aerospike_errors.RecordNotFound):
             self._write("destroy", lambda: self.client.remove(key))
+            self.metrics.count("deletes")
+
+    @property
+    def user_index(self) -> str:
+        """The name of the secondary index on the sessions' user ids."""
+        return f"{self.set}_user"
+
+    def create_user_index(self) -> None:
+        """Create the secondary index that finds a user's sessions.
+
+        It is created on first use by :meth:`user_sessions` and
+        :meth:`destroy_user` too; call this at deployment to keep that first
+        call fast (creating an index takes a couple of seconds). Creating it
+        again is harmless.
+        """
+
+        def create() -> None:
+            with contextlib.suppress(aerospike_errors.IndexFoundError):
+                self.client.index_single_value_create(
+                    self.namespace,
+                    self.set,
+                    USER_BIN,
+                    aerospike.INDEX_STRING,
+                    self.user_index,
+                )
+
+        self._call("create_user_index", create)
+        self._user_index_ready = True
+
+    def user_sessions(self, user_id: str) -> list[StoredSession]:
+        """Every live session bound to ``user_id`` (see ``Session.user_id``)."""
+        if not self._user_index_ready:
+            self.create_user_index()
+        query = self.client.query(self.namespace, self.set)
+        query.select(CREATED_BIN)
+        query.where(predicates.equals(USER_BIN, user_id))
+        records = self._call("user_sessions", query.results)
+        return [
+            StoredSession(key[3], float(bins.get(CREATED_BIN, 0)), _ttl(meta))
+            for key, meta, bins in records
+        ]
+
+    def destroy_user(self, user_id: str) -> int:
+        """End every session of ``user_id``: "log out everywhere".
+
+        :returns: how many sessions were deleted.
+        """
+        sessions = self.user_sessions(user_id)
+        for session in sessions:
+            self._remove((self.namespace, self.set, None, session.digest))
+        logger.debug("destroyed %d sessions of a user", len(sessions))
+        return len(sessions)
 
     def clear(self) -> None:
-        """Delete every session of the set (an Aerospike truncate)."""
-        self._call("clear", lambda: self.client.truncate(self.namespace, self.set, 0))
+        """Delete every session of the set (an Aerospike truncate).
+
+        :raises StoreError: a node refused the truncate.
+        """
+        # The info command rather than client.truncate(): the latter holds the
+        # GIL while it waits, which starves a server in the same process (the
+        # embedded one) so that the call can only time out.
+        command = f"truncate:namespace={self.namespace};set={self.set}"
+        answers = self._call("clear", lambda: self.client.info_all(command))
+        for node, (error, answer) in answers.items():
+            if error is not None or not str(answer).strip().startswith("ok"):
+                raise StoreError(f"clear: node {node} refused the truncate: {answer!r}")
+
+    def check(self, ttl: int | None = None) -> dict[str, Any]:
+        """Check that Aerospike can keep these sessions; see :mod:`.selfcheck`.
+
+        :raises CheckError: naming what is wrong: Aerospike unreachable, the
+            namespace missing, records too small, or TTLs refused.
+        """
+        return check_store(self, ttl)
 
     def close(self) -> None:
         """Close the client, if the store created it; a later call opens a new one."""
@@ -354,26 +490,78 @@ class AerospikeStore:
             except _KeyBusy:
                 if attempt == BUSY_ATTEMPTS:
                     break
+                self.metrics.count("retries")
                 time.sleep(random.uniform(0, BUSY_BACKOFF_SECONDS * 2**attempt))
         raise SessionConflictError(
             f"{operation}: the session record stayed busy after {BUSY_ATTEMPTS} tries"
         )
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
+        if not self.breaker.allow():
+            self.metrics.count("errors.circuit_open")
+            raise StoreUnavailableError(
+                f"{operation}: Aerospike failed repeatedly; not trying again before "
+                f"{self.breaker.cooldown:g} s have passed"
+            )
+        started = time.perf_counter()
         try:
-            return call()
-        except _PASSED_THROUGH:
-            raise
-        except aerospike_errors.RecordBusy as err:
-            raise _KeyBusy from err
-        except aerospike_errors.RecordTooBig as err:
-            raise _TooBig from err
-        except aerospike_errors.ParamError as err:
-            raise StoreError(f"{operation} refused: {_describe(err)}", err) from err
-        except _UNAVAILABLE_ERRORS as err:
-            raise _unavailable(operation, err) from err
-        except aerospike_errors.AerospikeError as err:
-            raise StoreError(f"{operation} failed: {_describe(err)}", err) from err
+            result = call()
+        except BaseException as err:
+            self._failed(err)
+            raise self._translate(operation, err) from err
+        finally:
+            self.metrics.time(operation, time.perf_counter() - started)
+        self.breaker.succeeded()
+        return result
+
+    def _failed(self, err: BaseException) -> None:
+        if _is_unavailable(err):
+            self.breaker.failed()
+            kind = "in_doubt" if getattr(err, "in_doubt", False) else "unavailable"
+        else:
+            # The server answered, so it is up, whatever it answered.
+            self.breaker.succeeded()
+            if isinstance(err, _PASSED_THROUGH):
+                return
+            if not isinstance(err, aerospike_errors.AerospikeError):
+                return
+            kind = _ERROR_KINDS.get(type(err), "other")
+        self.metrics.count(f"errors.{kind}")
+
+    @staticmethod
+    def _translate(operation: str, err: BaseException) -> BaseException:
+        if isinstance(err, _PASSED_THROUGH):
+            return err
+        if isinstance(err, aerospike_errors.RecordBusy):
+            return _KeyBusy()
+        if isinstance(err, aerospike_errors.RecordTooBig):
+            return _TooBig()
+        if isinstance(err, aerospike_errors.ParamError):
+            return StoreError(f"{operation} refused: {_describe(err)}", err)
+        if _is_unavailable(err):
+            return _unavailable(operation, err)
+        if isinstance(err, aerospike_errors.AerospikeError):
+            return StoreError(f"{operation} failed: {_describe(err)}", err)
+        return err
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A session found by :meth:`AerospikeStore.user_sessions`.
+
+    :param digest: the record's digest (Aerospike's hash of its key).
+    :param created: the session's creation time, in Unix seconds.
+    :param ttl: seconds the record has left, ``-1`` if it never expires.
+    """
+
+    digest: bytes
+    created: float
+    ttl: int
+
+
+def _ttl(meta: Mapping[str, Any]) -> int:
+    ttl = int(meta["ttl"])
+    return -1 if ttl >= NEVER_EXPIRES else ttl
 
 
 @dataclass(slots=True)
@@ -422,9 +610,6 @@ class Delta:
             self.puts[name] = changed
         if gone:
             self.removes[name] = gone
-
-    def __bool__(self) -> bool:
-        return bool(self.writes or self.puts or self.removes)
 
     def operations(self) -> list[dict[str, Any]]:
         """The ``operate`` operations that apply this delta."""
@@ -475,7 +660,14 @@ class _TooBig(Exception):
     """Internal: the server refused a record over its size limit."""
 
 
-def _unavailable(operation: str, err: Exception) -> StoreUnavailableError:
+def _is_unavailable(err: BaseException) -> bool:
+    """Whether an error says Aerospike could not be reached in time."""
+    return isinstance(err, _UNAVAILABLE_ERRORS) and not isinstance(
+        err, aerospike_errors.ParamError
+    )
+
+
+def _unavailable(operation: str, err: BaseException) -> StoreUnavailableError:
     in_doubt = bool(getattr(err, "in_doubt", False))
     if in_doubt:
         return WriteInDoubtError(
@@ -488,7 +680,7 @@ def _unavailable(operation: str, err: Exception) -> StoreUnavailableError:
     )
 
 
-def _describe(err: Exception) -> str:
+def _describe(err: BaseException) -> str:
     code = getattr(err, "code", None)
     message = getattr(err, "msg", None) or str(err)
     return f"{type(err).__name__} {code}: {message}"
