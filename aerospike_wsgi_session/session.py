@@ -72,21 +72,11 @@ class Session(MutableMapping[str, Any]):
     )
 
     def __init__(self, backend: SessionBackend, environ: dict[str, Any]) -> None:
+        # Every request pays for this, used or not: the rest of the state is
+        # set up by start(), when the session is first used.
         self._backend = backend
         self.environ = environ
         self._data: dict[str, Any] | None = None
-        self._record: SessionRecord | None = None
-        self._id: str | None = None
-        self._touched: set[str] = set()
-        self._assigned: set[str] = set()
-        self._everything_touched = False
-        self._user_id: str | None = None
-        self.modified = False
-        #: The cookie must be sent again (a new id, or an old signing key).
-        self.reissue = False
-        #: The session was ended in this request.
-        self.invalidated = False
-        self.readonly = False
 
     def __repr__(self) -> str:
         if self._data is None:
@@ -218,11 +208,17 @@ class Session(MutableMapping[str, Any]):
         self._id = session_id
         self._record = record
         self._data = dict(record.data)
-        self._touched.clear()
-        self._assigned.clear()
+        self._touched: set[str] = set()
+        self._assigned: set[str] = set()
         self._everything_touched = False
         self._user_id = record.user_id
+        self.modified = False
+        #: The cookie must be sent again (a new id, or an old signing key).
         self.reissue = reissue
+        #: The session was ended in this request.
+        self.invalidated = False
+        #: The store could not be reached: the session refuses changes.
+        self.readonly = False
 
     def rename(self, session_id: str, record: SessionRecord) -> None:
         """Move the data to a new id and an unsaved record."""
