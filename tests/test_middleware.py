@@ -316,3 +316,67 @@ def test_logs_never_show_cookie_or_id(client: Any, caplog: Any) -> None:
     assert caplog.records
     assert session_id not in caplog.text
     assert "ada" not in caplog.text
+
+
+def record_ttl(store: AerospikeStore, cookie_value: str) -> int:
+    signer = Signer(SECRET)
+    verified = signer.unsign(cookie_value)
+    assert verified is not None
+    _, meta, _ = store.client.get(store.key(signer.record_key(verified[0])))
+    return int(meta["ttl"])
+
+
+def test_max_age_sets_the_record_ttl(make_app: Any, store: AerospikeStore) -> None:
+    client = make_app(max_age=600)
+
+    cookie = set_cookies(client.get("/set/a?value=1"))["session"]
+
+    assert cookie["max-age"] == "600"
+    assert 590 <= record_ttl(store, cookie.value) <= 600
+
+
+def test_store_ttl_wins_over_max_age(
+    make_app: Any, store: AerospikeStore, aerospike_client: Any
+) -> None:
+    own = AerospikeStore(
+        namespace=store.namespace, set=store.set, client=aerospike_client, ttl=120
+    )
+    client = make_app(store=own, max_age=600)
+
+    cookie = set_cookies(client.get("/set/a?value=1"))["session"]
+
+    assert 110 <= record_ttl(store, cookie.value) <= 120
+
+
+def test_a_change_resends_a_max_age_cookie(make_app: Any) -> None:
+    client = make_app(max_age=600)
+    first = set_cookies(client.get("/set/a?value=1"))["session"].value
+
+    changed = set_cookies(client.get("/set/a?value=2"))
+    unchanged = set_cookies(client.get("/get/a"))
+
+    assert changed["session"].value == first
+    assert unchanged == {}
+
+
+def test_rolling_extends_a_session_that_is_only_read(
+    make_app: Any, store: AerospikeStore
+) -> None:
+    client = make_app(max_age=600, rolling=True, rolling_interval=0)
+    first = set_cookies(client.get("/set/a?value=1"))["session"].value
+    signer = Signer(SECRET)
+    key = store.key(signer.record_key(signer.unsign(first)[0]))  # type: ignore[index]
+    generation = store.client.get(key)[1]["gen"]
+
+    response = client.get("/get/a")
+
+    assert set_cookies(response)["session"]["max-age"] == "600"
+    assert store.client.get(key)[1]["gen"] == generation + 1
+    assert body_json(client.get("/get/a")) == "1"
+
+
+def test_rolling_waits_for_its_interval(make_app: Any) -> None:
+    client = make_app(max_age=600, rolling=True, rolling_interval=300)
+    client.get("/set/a?value=1")
+
+    assert set_cookies(client.get("/get/a")) == {}
