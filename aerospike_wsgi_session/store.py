@@ -212,6 +212,8 @@ class AerospikeStore:
         self.set = set
         self.ttl = ttl
         self.mapper: Mapper = mapper if mapper is not None else JSONMapper()
+        if getattr(self.mapper, "bin_name", None) in STORE_BINS:
+            raise ValueError("the mapper's bin name is one the store keeps for itself")
         self._entrywise = bool(getattr(self.mapper, "entrywise", False))
         self._own_client = client is None
         self._client = client

@@ -243,6 +243,7 @@ def test_parse_hosts(hosts: Any, expected: Any) -> None:
         pytest.param({"set": "a:b"}, id="bad-set"),
         pytest.param({"ttl": -5}, id="bad-ttl"),
         pytest.param({"hosts": "a:port"}, id="bad-host"),
+        pytest.param({"mapper": JSONMapper(bin_name="_user")}, id="reserved-bin"),
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
