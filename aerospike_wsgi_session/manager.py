@@ -12,7 +12,7 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .cookies import CookieSettings, read_cookie
@@ -158,18 +158,30 @@ class SessionManager:
         session.invalidated = True
 
     def regenerate(self, session: Session, keep_data: bool) -> None:
-        """Delete the session's record and give the session a new id."""
+        """Delete the session's record and give the session a new id.
+
+        When another request ended the session after this one loaded it, the
+        data is dropped even with ``keep_data``: a logout must not come back
+        under a new id.
+        """
+        keep_data = self._destroy(session) and keep_data
         created = session.record.created if keep_data else self.clock()
-        self._destroy(session)
         if not keep_data:
             session.start(None, SessionRecord.new(created))
         session.rename(self.id_generator(), SessionRecord.new(created))
         session.invalidated = True
 
-    def _destroy(self, session: Session) -> None:
-        if session.id is not None and session.record.stored:
-            self.store.destroy(self.signer.record_key(session.id))
-            logger.debug("session %s… destroyed", session.id[:6])
+    def _destroy(self, session: Session) -> bool:
+        """Delete the session's record.
+
+        :returns: ``False`` when the record was stored but is gone already,
+            ended by another request (or expired) since this one loaded it.
+        """
+        if session.id is None or not session.record.stored:
+            return True
+        deleted = self.store.destroy(self.signer.record_key(session.id))
+        logger.debug("session %s… destroyed", session.id[:6])
+        return deleted
 
     def save(self, session: Session) -> CookieAction:
         """Store what changed, and say what the cookie needs.
@@ -211,14 +223,7 @@ class SessionManager:
             if session.id is None:
                 session.use_id(self.id_generator())
             assert session.id is not None
-            key = self.signer.record_key(session.id)
-            result = self.store.save(
-                key,
-                session.as_dict(),
-                session.record,
-                ttl=self._ttl_for(session.record),
-                user_id=session.user_id,
-            )
+            result = self._store(session, None)
             if result is not SaveResult.COLLISION:
                 logger.debug("session %s… created", session.id[:6])
                 session.saved()
@@ -229,17 +234,20 @@ class SessionManager:
             session.use_id(None)
         raise SessionError(f"no free session id after {ID_ATTEMPTS} attempts")
 
-    def _update(self, session: Session, keys: Any) -> CookieAction:
+    def _store(self, session: Session, keys: Collection[str] | None) -> SaveResult:
         assert session.id is not None
-        key = self.signer.record_key(session.id)
-        result = self.store.save(
-            key,
+        return self.store.save(
+            self.signer.record_key(session.id),
             session.as_dict(),
             session.record,
             ttl=self._ttl_for(session.record),
             keys=keys,
             user_id=session.user_id,
         )
+
+    def _update(self, session: Session, keys: Collection[str] | None) -> CookieAction:
+        assert session.id is not None
+        result = self._store(session, keys)
         session.saved()
         if result is SaveResult.GONE:
             logger.warning(

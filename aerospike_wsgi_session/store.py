@@ -58,6 +58,7 @@ from .exc import (
 from .mapper import JSONMapper, Mapper
 from .metrics import Metrics, MetricsHook
 from .selfcheck import check_store
+from .truncate import truncate
 
 logger = logging.getLogger(__name__)
 
@@ -395,14 +396,20 @@ class AerospikeStore:
         self.metrics.count("touches")
         return True
 
-    def destroy(self, record_key: str) -> None:
-        """Delete a session. Deleting a missing session is not an error."""
-        self._remove(self.key(record_key))
+    def destroy(self, record_key: str) -> bool:
+        """Delete a session. Deleting a missing session is not an error.
 
-    def _remove(self, key: tuple[Any, ...]) -> None:
-        with contextlib.suppress(aerospike_errors.RecordNotFound):
+        :returns: ``False`` when there was no record to delete.
+        """
+        return self._remove(self.key(record_key))
+
+    def _remove(self, key: tuple[Any, ...]) -> bool:
+        try:
             self._write("destroy", lambda: self.client.remove(key))
-            self.metrics.count("deletes")
+        except aerospike_errors.RecordNotFound:
+            return False
+        self.metrics.count("deletes")
+        return True
 
     @property
     def user_index(self) -> str:
@@ -458,16 +465,9 @@ class AerospikeStore:
     def clear(self) -> None:
         """Delete every session of the set (an Aerospike truncate).
 
-        :raises StoreError: a node refused the truncate.
+        :raises TruncateError: a node refused the truncate.
         """
-        # The info command rather than client.truncate(): the latter holds the
-        # GIL while it waits, which starves a server in the same process (the
-        # embedded one) so that the call can only time out.
-        command = f"truncate:namespace={self.namespace};set={self.set}"
-        answers = self._call("clear", lambda: self.client.info_all(command))
-        for node, (error, answer) in answers.items():
-            if error is not None or not str(answer).strip().startswith("ok"):
-                raise StoreError(f"clear: node {node} refused the truncate: {answer!r}")
+        self._call("clear", lambda: truncate(self.client, self.namespace, self.set))
 
     def check(self, ttl: int | None = None) -> dict[str, Any]:
         """Check that Aerospike can keep these sessions; see :mod:`.selfcheck`.

@@ -45,10 +45,10 @@ clock, so it looks odd once a :class:`ManualClock` has moved far.
 
 from __future__ import annotations
 
+from ..truncate import TruncateError, truncate
 from .clock import ManualClock
 from .records import NamespaceConfig
 from .server import AerospikeServer
-from .truncate import TruncateError, truncate
 
 __all__ = [
     "AerospikeServer",

@@ -32,9 +32,10 @@ from typing import Any
 import aerospike
 import pytest
 
+from ..store import parse_hosts
+from ..truncate import truncate
 from .clock import ManualClock
 from .server import AerospikeServer
-from .truncate import truncate
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +44,6 @@ NAMESPACE_VARIABLE = "AEROSPIKE_NAMESPACE"
 
 Hosts = list[tuple[str, int]]
 Connect = Callable[..., Any]
-
-
-def parse_hosts(value: str) -> Hosts:
-    """Parse ``"h1:3000,h2:3000"`` into a seed list (port 3000 by default).
-
-    :param value: comma-separated ``host[:port]`` items.
-    :raises ValueError: if an item has a port that is not a number.
-    """
-    hosts = []
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        host, _, port = item.rpartition(":") if ":" in item else (item, "", "3000")
-        hosts.append((host, int(port)))
-    return hosts
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .exc import StoreError
+
 logger = logging.getLogger(__name__)
 
 
-class TruncateError(RuntimeError):
+class TruncateError(StoreError):
     """A node refused the truncate command."""
 
 
