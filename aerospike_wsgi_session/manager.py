@@ -108,10 +108,10 @@ class SessionManager:
         record_key = self.signer.record_key(session_id)
         try:
             record = self.store.load(record_key, touch=self.idle_timeout is not None)
-        except StoreUnavailableError:
+        except StoreUnavailableError as err:
             if not self.degrade:
                 raise
-            logger.warning("session store unavailable; going on without a session")
+            logger.warning("going on without a session: %s", err)
             self._start_new(session)
             session.readonly = True
             return
