@@ -235,7 +235,10 @@ class AerospikeStore:
         """The ``aerospike`` client, created on first use."""
         if self._client is None:
             config = self._client_config
-            self._client = self._call("connect", lambda: aerospike.client(config))
+            # Not guarded by the breaker: the call that needs the client was.
+            self._client = self._call(
+                "connect", lambda: aerospike.client(config), guarded=False
+            )
         return self._client
 
     def resolve_ttl(self, max_age: int | None) -> int:
@@ -498,8 +501,10 @@ class AerospikeStore:
             f"{operation}: the session record stayed busy after {BUSY_ATTEMPTS} tries"
         )
 
-    def _call(self, operation: str, call: Callable[[], T]) -> T:
-        if not self.breaker.allow():
+    def _call(
+        self, operation: str, call: Callable[[], T], *, guarded: bool = True
+    ) -> T:
+        if guarded and not self.breaker.allow():
             self.metrics.count("errors.circuit_open")
             raise StoreUnavailableError(
                 f"{operation}: Aerospike failed repeatedly; not trying again before "
@@ -517,6 +522,9 @@ class AerospikeStore:
         return result
 
     def _failed(self, err: BaseException) -> None:
+        if isinstance(err, StoreError):
+            # A nested call (connecting, inside a load) already counted it.
+            return
         if _is_unavailable(err):
             self.breaker.failed()
             kind = "in_doubt" if getattr(err, "in_doubt", False) else "unavailable"
