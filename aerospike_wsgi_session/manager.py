@@ -160,16 +160,37 @@ class SessionManager:
     def regenerate(self, session: Session, keep_data: bool) -> None:
         """Delete the session's record and give the session a new id.
 
-        When another request ended the session after this one loaded it, the
-        data is dropped even with ``keep_data``: a logout must not come back
-        under a new id.
+        With ``keep_data``, what moves to the new id is the record as it is
+        at this moment with this request's changes on top, so a key another
+        request saved since this one loaded the session is kept.
         """
-        keep_data = self._destroy(session) and keep_data
-        created = session.record.created if keep_data else self.clock()
         if not keep_data:
-            session.start(None, SessionRecord.new(created))
+            self._destroy(session)
+            self._start_new(session)
+        elif session.record.stored:
+            self._take_over(session)
+        created = session.record.created
         session.rename(self.id_generator(), SessionRecord.new(created))
         session.invalidated = True
+
+    def _take_over(self, session: Session) -> None:
+        """Refill a stored session from its record as it is now, deleting it.
+
+        When another request ended the session after this one loaded it, the
+        session is left empty: a logout must not come back under a new id.
+        """
+        assert session.id is not None
+        latest = self.store.take(self.signer.record_key(session.id))
+        if latest is None:
+            self._start_new(session)
+            return
+        keys = session.pending_keys(self.detect_changes)
+        latest.data = self.store.rebase(
+            latest, session.as_dict(), session.record, keys, session.assigned_keys
+        )
+        if session.user_changed:
+            latest.user_id = session.user_id
+        session.start(session.id, latest)
 
     def _destroy(self, session: Session) -> bool:
         """Delete the session's record.
@@ -242,6 +263,7 @@ class SessionManager:
             session.record,
             ttl=self._ttl_for(session.record),
             keys=keys,
+            assigned=session.assigned_keys,
             user_id=session.user_id,
         )
 

@@ -246,6 +246,11 @@ class Session(MutableMapping[str, Any]):
         return self._touched if detect_changes else self._assigned
 
     @property
+    def assigned_keys(self) -> Collection[str]:
+        """The keys set or deleted since the session was loaded or saved."""
+        return self._assigned
+
+    @property
     def user_changed(self) -> bool:
         """Whether :attr:`user_id` differs from the stored one."""
         return self._data is not None and self._user_id != self.record.user_id

@@ -17,9 +17,14 @@ How a save reaches the record
   put and the entries the request removed are removed, all in one
   ``operate`` call. Two requests that change different keys therefore never
   overwrite each other, and a key changed by both ends with the value of the
-  request that saved last. Because the write is update-only, a save that
-  comes after another request destroyed the record fails instead of bringing
-  the session back.
+  request that saved last (a key the request assigned is written even when
+  it equals the loaded value, so that rule holds for it too). Because the
+  write is update-only, a save that comes after another request destroyed
+  the record fails instead of bringing the session back.
+* Moving a session to a new id (:meth:`AerospikeStore.take`) reads the
+  record and deletes it guarded by the generation read, reading again when
+  another request wrote in between; the new record is created from that
+  latest state with the request's own changes on top.
 * Nothing is written when nothing changed.
 
 The one contention error the server reports for such writes, "key busy"
@@ -31,6 +36,7 @@ with a short jittered backoff; past the bound the save raises
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import logging
 import os
@@ -97,6 +103,7 @@ _UNAVAILABLE_ERRORS = (
 _PASSED_THROUGH = (
     aerospike_errors.RecordNotFound,
     aerospike_errors.RecordExistsError,
+    aerospike_errors.RecordGenerationError,
     aerospike_errors.IndexFoundError,
 )
 _ERROR_KINDS: dict[type[BaseException], str] = {
@@ -148,6 +155,7 @@ class SessionRecord:
     :param stored: whether the record exists; a save of a record that does
         not is a create-only write.
     :param user_id: the user the session is bound to, if any.
+    :param generation: the record's generation when it was loaded.
     """
 
     data: dict[str, Any]
@@ -156,6 +164,7 @@ class SessionRecord:
     ttl: int = -1
     stored: bool = True
     user_id: str | None = None
+    generation: int = 0
 
     @classmethod
     def new(cls, created: float) -> SessionRecord:
@@ -293,6 +302,7 @@ class AerospikeStore:
             created=float(bins.get(CREATED_BIN, 0)),
             ttl=_ttl(meta),
             user_id=bins.get(USER_BIN),
+            generation=int(meta["gen"]),
         )
 
     def save(
@@ -303,6 +313,7 @@ class AerospikeStore:
         *,
         ttl: int,
         keys: Collection[str] | None = None,
+        assigned: Collection[str] = (),
         user_id: str | None = None,
     ) -> SaveResult:
         """Write what changed in ``data`` since ``record`` was stored.
@@ -316,6 +327,9 @@ class AerospikeStore:
         :param keys: with an entry-wise mapper such as the default one, the
             only keys that can have changed (the ones the request set,
             deleted or read a mutable value of); ``None`` compares every key.
+        :param assigned: keys the request assigned. With an entry-wise
+            mapper they are written even when their value equals the loaded
+            one, so that the request that saves last wins each key it set.
         :param user_id: the user the session belongs to (see
             :meth:`destroy_user`); ``None`` for nobody.
         :raises UnencodableValueError: before anything is written.
@@ -324,7 +338,7 @@ class AerospikeStore:
         """
         if not record.stored:
             return self._create(record_key, data, record, ttl, user_id)
-        delta = self._delta(data, record, keys)
+        delta = self._delta(data, record, keys, assigned)
         ops = delta.operations()
         if user_id != record.user_id:
             ops.append(operations.write(USER_BIN, user_id))
@@ -381,11 +395,14 @@ class AerospikeStore:
         data: Mapping[str, Any],
         record: SessionRecord,
         keys: Collection[str] | None,
+        assigned: Collection[str] = (),
     ) -> Delta:
-        if keys is not None and self._entrywise:
+        if not self._entrywise:
+            return Delta.between(record.payload, self.mapper.to_record(data), None)
+        if keys is not None:
             data = {key: data[key] for key in keys if key in data}
-            return Delta.between(record.payload, self.mapper.to_record(data), keys)
-        return Delta.between(record.payload, self.mapper.to_record(data), None)
+        payload = self.mapper.to_record(data)
+        return Delta.between(record.payload, payload, keys, assigned)
 
     def touch(self, record_key: str, ttl: int) -> bool:
         """Reset a session's TTL without rewriting it. ``False`` if it is gone."""
@@ -406,9 +423,55 @@ class AerospikeStore:
         """
         return self._remove(self.key(record_key))
 
-    def _remove(self, key: tuple[Any, ...]) -> bool:
+    def take(self, record_key: str) -> SessionRecord | None:
+        """Read a session and delete it, with nothing written in between.
+
+        The delete is guarded by the generation that was read; when another
+        request wrote the record in between, it is read again (a bounded
+        number of times). ``None`` when there is no session to take.
+
+        :raises SessionConflictError: the record kept changing.
+        """
+        key = self.key(record_key)
+        for _ in range(BUSY_ATTEMPTS):
+            record = self.load(record_key)
+            if record is None:
+                return None
+            policy = {"gen": aerospike.POLICY_GEN_EQ, "generation": record.generation}
+            try:
+                removed = self._remove(key, policy)
+            except aerospike_errors.RecordGenerationError:
+                self.metrics.count("retries")
+                continue
+            return record if removed else None
+        raise SessionConflictError(
+            f"take: the session record changed {BUSY_ATTEMPTS} times while read"
+        )
+
+    def rebase(
+        self,
+        latest: SessionRecord,
+        data: Mapping[str, Any],
+        record: SessionRecord,
+        keys: Collection[str] | None,
+        assigned: Collection[str] = (),
+    ) -> dict[str, Any]:
+        """The data of ``latest`` with this request's changes made on top.
+
+        ``data`` and ``record`` are what :meth:`save` would take: the
+        request's data and the record it was loaded from. The changes are
+        the ones :meth:`save` would write, so keys that other requests
+        saved since ``record`` was loaded are kept.
+        """
+        payload = copy.deepcopy(latest.payload)
+        self._delta(data, record, keys, assigned).apply(payload)
+        return self.mapper.from_record(payload)
+
+    def _remove(
+        self, key: tuple[Any, ...], policy: dict[str, Any] | None = None
+    ) -> bool:
         try:
-            self._write("destroy", lambda: self.client.remove(key))
+            self._write("destroy", lambda: self.client.remove(key, policy=policy))
         except aerospike_errors.RecordNotFound:
             return False
         self.metrics.count("deletes")
@@ -592,13 +655,18 @@ class Delta:
         old: Mapping[str, Any],
         new: Mapping[str, Any],
         candidates: Collection[str] | None,
+        forced: Collection[str] = (),
     ) -> Delta:
-        """Compare bins. ``candidates`` limits which map keys may be removed."""
+        """Compare bins.
+
+        ``candidates`` limits which map keys may be removed; map keys in
+        ``forced`` are put even when their value did not change.
+        """
         delta = cls({}, {}, {})
         for name, value in new.items():
             stored = old.get(name)
             if isinstance(value, dict) and isinstance(stored, dict):
-                delta._compare_maps(name, stored, value, candidates)
+                delta._compare_maps(name, stored, value, candidates, forced)
             elif value != stored:
                 delta.writes[name] = value
         return delta
@@ -609,8 +677,13 @@ class Delta:
         old: Mapping[Any, Any],
         new: Mapping[Any, Any],
         candidates: Collection[str] | None,
+        forced: Collection[str],
     ) -> None:
-        changed = {key: value for key, value in new.items() if old.get(key) != value}
+        changed = {
+            key: value
+            for key, value in new.items()
+            if key in forced or old.get(key) != value
+        }
         gone = [
             key
             for key in (old if candidates is None else candidates)
@@ -638,10 +711,10 @@ class Delta:
         """Bring a stored payload up to date with this delta, in place."""
         payload.update(self.writes)
         for name, items in self.puts.items():
-            payload[name].update(items)
+            payload.setdefault(name, {}).update(items)
         for name, keys in self.removes.items():
             for key in keys:
-                del payload[name][key]
+                payload.get(name, {}).pop(key, None)
 
     def size(self) -> int:
         """A rough count of the bytes this delta writes."""

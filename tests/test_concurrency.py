@@ -248,11 +248,6 @@ def test_a_deleted_key_stays_deleted_after_a_concurrent_save(
     assert stored(store, cookie) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a value set back to the one the request loaded is not written, "
-    "so an earlier concurrent save of that key survives a later one",
-)
 def test_setting_back_the_loaded_value_wins_when_saved_last(
     gated: TestApp, gate: Gate, store: AerospikeStore
 ) -> None:
@@ -316,11 +311,6 @@ def test_a_login_racing_a_logout_does_not_revive_the_session(
     assert set_cookies(late)["session"].value == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="regenerate(keep_data=True) copies the data its request loaded, "
-    "so a change saved by another request after that load is lost",
-)
 def test_a_regenerate_keeps_what_a_concurrent_request_saved(
     gated: TestApp, gate: Gate, store: AerospikeStore
 ) -> None:

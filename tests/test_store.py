@@ -11,6 +11,8 @@ from aerospike_wsgi_session import AerospikeStore, JSONMapper
 from aerospike_wsgi_session.store import SaveResult, SessionRecord, parse_hosts
 from aerospike_wsgi_session.testing import AerospikeServer, NamespaceConfig
 
+GENERATION_ERROR = 3
+
 
 def create(store: AerospikeStore, key: str, data: dict[str, Any], ttl: int = 0) -> None:
     result = store.save(key, data, SessionRecord.new(created=1000.0), ttl=ttl)
@@ -68,6 +70,63 @@ def test_removed_keys_are_removed(store: AerospikeStore) -> None:
 
     loaded = store.load("k1")
     assert loaded is not None and loaded.data == {"b": 2}
+
+
+def test_an_assigned_key_is_written_even_when_equal(store: AerospikeStore) -> None:
+    create(store, "k1", {"role": "user"})
+    mine = store.load("k1")
+    theirs = store.load("k1")
+    assert mine is not None and theirs is not None
+    store.save("k1", {"role": "admin"}, theirs, ttl=0, keys={"role"})
+
+    store.save("k1", {"role": "user"}, mine, ttl=0, keys={"role"}, assigned={"role"})
+
+    loaded = store.load("k1")
+    assert loaded is not None and loaded.data == {"role": "user"}
+
+
+def test_take_returns_the_latest_record_and_deletes_it(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1})
+    stale = store.load("k1")
+    assert stale is not None
+    store.save("k1", {"a": 1, "b": 2}, stale, ttl=0)
+
+    taken = store.take("k1")
+
+    assert taken is not None and taken.data == {"a": 1, "b": 2}
+    assert store.load("k1") is None
+    assert store.take("k1") is None
+
+
+def test_take_reads_again_when_the_record_changed_in_between(
+    aerospike_server: AerospikeServer,
+) -> None:
+    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
+    create(store, "k1", {"a": 1})
+    aerospike_server.fail_next(1, GENERATION_ERROR, commands="write")
+
+    taken = store.take("k1")
+
+    assert taken is not None and taken.data == {"a": 1}
+    assert store.load("k1") is None
+    assert store.metrics.snapshot()["retries"] == 1
+    store.close()
+
+
+def test_rebase_puts_a_request_s_changes_over_newer_data(
+    store: AerospikeStore,
+) -> None:
+    create(store, "k1", {"a": 1, "b": 1, "gone": 1})
+    mine = store.load("k1")
+    theirs = store.load("k1")
+    assert mine is not None and theirs is not None
+    store.save("k1", {"a": 1, "b": 2, "gone": 1, "new": 3}, theirs, ttl=0)
+    latest = store.load("k1")
+    assert latest is not None
+
+    data = store.rebase(latest, {"a": 5, "b": 1}, mine, keys={"a", "gone"})
+
+    assert data == {"a": 5, "b": 2, "new": 3}
 
 
 def test_save_after_destroy_does_not_resurrect(store: AerospikeStore) -> None:
