@@ -119,12 +119,19 @@ _READ_TOUCH = {"read_touch_ttl_percent": 100}
 
 _stores: weakref.WeakSet[AerospikeStore] = weakref.WeakSet()
 
+# Clients a forked child inherited. They are kept, never used nor freed: the
+# client's destructor stops a tend thread that does not exist in the child,
+# which crashes the process (SIGSEGV), and closing one would close the
+# parent's sockets.
+_inherited_clients: list[Any] = []
+
 
 def _forget_clients_after_fork() -> None:
-    # A client's sockets and tend thread belong to the parent; closing it here
-    # would close the parent's sockets, so the child just lets go of it.
     for store in list(_stores):
-        store._client = None
+        # A client the application gave is the application's to replace.
+        if store._own_client and store._client is not None:
+            _inherited_clients.append(store._client)
+            store._client = None
 
 
 os.register_at_fork(after_in_child=_forget_clients_after_fork)
