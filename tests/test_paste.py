@@ -1,0 +1,129 @@
+"""The paste.deploy filter, loaded from a real ini file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from paste.deploy import loadapp
+from webtest import TestApp
+
+from aerospike_wsgi_session import SessionMiddleware
+from aerospike_wsgi_session.testing.plugin import Hosts
+
+from .helpers import set_cookies
+
+INI = Path(__file__).parent / "data" / "session.ini"
+SECRET_LINE = "deploy-test-secret-0123456789abcdef0123"
+
+
+def backend_conf(hosts: Hosts, namespace: str, set_name: str) -> dict[str, str]:
+    """The global configuration that points the ini file at the test backend."""
+    return {
+        "aerospike_hosts": " ".join(f"{host}:{port}" for host, port in hosts),
+        "aerospike_namespace": namespace,
+        "aerospike_set": set_name,
+    }
+
+
+@pytest.fixture
+def global_conf(
+    aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+) -> dict[str, str]:
+    return backend_conf(aerospike_hosts, aerospike_namespace, aerospike_set)
+
+
+def load(path: Path, global_conf: dict[str, str]) -> Any:
+    return loadapp(f"config:{path}", global_conf=global_conf)
+
+
+def edited_ini(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the test ini with one line replaced."""
+    text = INI.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "edited.ini"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_the_pipeline_puts_the_middleware_in_front(
+    global_conf: dict[str, str],
+) -> None:
+    app = load(INI, global_conf)
+
+    assert isinstance(app, SessionMiddleware)
+    assert app.cookie.name == "sid"
+    assert app.manager.idle_timeout == 1800
+
+
+def test_default_values_arrive_by_interpolation_and_get(
+    global_conf: dict[str, str],
+) -> None:
+    app = load(INI, global_conf)
+
+    assert app.cookie.max_age == 3600
+    assert app.cookie.samesite == "Strict"
+
+
+def test_client_policies_reach_the_client_config(
+    global_conf: dict[str, str],
+) -> None:
+    policies = load(INI, global_conf).manager.store._client_config["policies"]
+
+    assert policies["write"]["total_timeout"] == 2000
+    assert policies["read"] == {
+        "socket_timeout": 1000,
+        "total_timeout": 2000,
+        "max_retries": 2,
+    }
+
+
+def test_requests_through_the_loaded_app(global_conf: dict[str, str]) -> None:
+    browser = TestApp(load(INI, global_conf))
+
+    login = browser.post("/login", {"user": "ada"})
+    browser.post("/incr/visits")
+    counts = browser.get("/counts")
+
+    cookie = set_cookies(login)["sid"]
+    assert (cookie["max-age"], cookie["samesite"]) == ("3600", "Strict")
+    assert browser.get("/whoami").json == {"user": "ada"}
+    assert counts.json == {"visits": 1}
+
+
+def test_a_cookie_of_the_older_secret_still_verifies(
+    tmp_path: Path, global_conf: dict[str, str]
+) -> None:
+    before_rotation = edited_ini(tmp_path, f"    {SECRET_LINE}\n", "")
+    old_browser = TestApp(load(before_rotation, global_conf))
+    old_browser.post("/login", {"user": "ada"})
+
+    browser = TestApp(load(INI, global_conf))
+    browser.set_cookie("sid", old_browser.cookies["sid"])
+
+    assert browser.get("/whoami").json == {"user": "ada"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("idle_timeout = 30m", "idle_timeout = half an hour", "idle_timeout"),
+        ("httponly = yes", "httponly = sometimes", "httponly"),
+        ("rolling = off", "rollin = off", "did you mean rolling"),
+        ("total_timeout = 2000", "total_timeout = slow", "total_timeout"),
+        ("cookie_name = sid", "cookie_name = s;d", "cookie name"),
+        ("on_store_error = raise", "on_store_error = panic", "on_store_error"),
+        (f"    {SECRET_LINE}\n", "    too-short\n", "secret #0"),
+    ],
+    ids=["duration", "boolean", "unknown", "policy", "cookie", "choice", "secret"],
+)
+def test_a_bad_value_fails_at_load_naming_the_option(
+    tmp_path: Path, global_conf: dict[str, str], old: str, new: str, message: str
+) -> None:
+    path = edited_ini(tmp_path, old, new)
+
+    with pytest.raises(ValueError, match=message) as raised:
+        load(path, global_conf)
+
+    assert "too-short" not in str(raised.value)
