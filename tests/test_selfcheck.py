@@ -74,7 +74,7 @@ def test_unreachable_cluster() -> None:
 def test_namespace_without_expiry_refuses_ttls(store_on: Any) -> None:
     store = store_on(NamespaceConfig(nsup_period=0), ttl=600)
 
-    with pytest.raises(CheckError, match="refuses records with a TTL.*nsup-period"):
+    with pytest.raises(CheckError, match=r"refuses records with a TTL.*nsup-period"):
         store.check()
 
 
