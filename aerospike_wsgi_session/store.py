@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import enum
 import logging
 import os
@@ -89,6 +90,9 @@ DEFAULT_POLICIES: dict[str, dict[str, int]] = {
     "operate": {"socket_timeout": 250, "total_timeout": 500, "max_retries": 0},
     "remove": {"socket_timeout": 250, "total_timeout": 500, "max_retries": 0},
 }
+#: The timeouts of the queries that find a user's sessions, which are not on
+#: every request's path; the client's own query default has no total limit.
+DEFAULT_QUERY_POLICY = {"socket_timeout": 500, "total_timeout": 2000}
 DEFAULT_CONNECT_TIMEOUT_MS = 1000
 
 BUSY_ATTEMPTS = 5
@@ -119,19 +123,22 @@ _READ_TOUCH = {"read_touch_ttl_percent": 100}
 
 _stores: weakref.WeakSet[AerospikeStore] = weakref.WeakSet()
 
-# Clients a forked child inherited. They are kept, never used nor freed: the
-# client's destructor stops a tend thread that does not exist in the child,
-# which crashes the process (SIGSEGV), and closing one would close the
-# parent's sockets.
-_inherited_clients: list[Any] = []
-
 
 def _forget_clients_after_fork() -> None:
     for store in list(_stores):
         # A client the application gave is the application's to replace.
         if store._own_client and store._client is not None:
-            _inherited_clients.append(store._client)
+            _never_free(store._client)
             store._client = None
+
+
+def _never_free(client: Any) -> None:
+    # A client inherited from the parent must never be freed in the child:
+    # its destructor stops a tend thread the child does not have, which
+    # crashes the process (SIGSEGV), at once or when the interpreter exits.
+    # Closing it would close the parent's sockets. So it gets one reference
+    # that is never released, and the child makes a client of its own.
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(client))
 
 
 os.register_at_fork(after_in_child=_forget_clients_after_fork)
@@ -788,7 +795,8 @@ def build_client_config(options: Mapping[str, Any]) -> dict[str, Any]:
     policies = {
         name: dict(policy) for name, policy in config.get("policies", {}).items()
     }
-    for name, defaults in DEFAULT_POLICIES.items():
+    defaults_by_name = {**DEFAULT_POLICIES, "query": DEFAULT_QUERY_POLICY}
+    for name, defaults in defaults_by_name.items():
         policies[name] = {**defaults, **policies.get(name, {})}
     config["policies"] = policies
     return config

@@ -281,6 +281,13 @@ def test_client_options_reach_the_client(aerospike_hosts: Any) -> None:
     assert store._client_config["policies"]["write"]["total_timeout"] == 500
 
 
+def test_every_call_of_the_store_has_a_bounded_default_timeout() -> None:
+    policies = AerospikeStore(hosts="127.0.0.1:3000")._client_config["policies"]
+
+    assert sorted(policies) == ["operate", "query", "read", "remove", "write"]
+    assert all(0 < policy["total_timeout"] <= 2000 for policy in policies.values())
+
+
 @pytest.mark.parametrize(
     ("hosts", "expected"),
     [
