@@ -257,6 +257,23 @@ def test_foreign_or_corrupt_record_raises_decode_error(bins: Any) -> None:
         JSONMapper().from_record(bins)
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [(" 1", 1), ('["a"] \n', ["a"]), (' {"$$x": 2}', {"$x": 2})],
+    ids=["space-before", "space-after", "escaped-key"],
+)
+def test_text_with_whitespace_around_it_decodes(text: str, value: Any) -> None:
+    assert JSONMapper().decode_value(text) == value
+
+
+@pytest.mark.parametrize(
+    "text", ["1 2", '"a"x', "[1] ]"], ids=["number", "str", "list"]
+)
+def test_text_with_data_after_the_value_is_refused(text: str) -> None:
+    with pytest.raises(DecodeError, match="invalid JSON"):
+        JSONMapper().decode_value(text)
+
+
 def test_decode_error_names_the_session_key() -> None:
     bins = {"data": {"good": "1", "cart": '{"$u":"nope"}'}}
 
