@@ -1,41 +1,187 @@
-"""The middleware under real gunicorn processes, and the fork safety they need."""
+"""The middleware under real gunicorn processes, and the fork safety they need.
+
+The test ini (tests/data/session.ini) is served by ``gunicorn --paste``, with
+sync and gthread workers, with and without ``--preload``; the workers use the
+test session's Aerospike backend (the embedded server in this process, or the
+cluster of ``AEROSPIKE_HOSTS``). The ini sets ``check_at_startup``, so with
+``--preload`` the master connects before it forks.
+"""
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aerospike_wsgi_session import AerospikeStore
+import pytest
+
 from aerospike_wsgi_session.testing.plugin import Hosts
+from aerospike_wsgi_session.truncate import truncate
+
+from .gunicorn_helpers import Browser, Gunicorn, serve
+from .test_paste import INI, backend_conf
+
+WORKERS = 3
+SYNC = ["--worker-class", "sync"]
+GTHREAD = ["--worker-class", "gthread", "--threads", "4"]
+CONFIGURATIONS = {
+    "sync": SYNC,
+    "gthread": GTHREAD,
+    "sync-preload": [*SYNC, "--preload"],
+    "gthread-preload": [*GTHREAD, "--preload"],
+}
+
+#: Requests sent until a second worker answered; far more than ever needed.
+SPREAD_ATTEMPTS = 200
 
 
-def _child_writes(store: AerospikeStore, parent_client: Any) -> int:
-    """In a forked child: write one record, and say how it went as an exit code."""
-    try:
-        if store.client is parent_client:
-            return 2
-        store.client.put(store.key("child"), {"pid": os.getpid()})
-        return 0
-    except BaseException:
-        return 1
+@pytest.fixture(scope="module")
+def module_set(aerospike_client: Any, aerospike_namespace: str) -> Iterator[str]:
+    """A set for the sessions of this module's servers, emptied afterwards."""
+    name = f"g{uuid.uuid4().hex[:20]}"
+    yield name
+    truncate(aerospike_client, aerospike_namespace, name)
+
+
+def paste_args(hosts: Hosts, namespace: str, set_name: str) -> list[str]:
+    """gunicorn's arguments that serve the test ini on the test backend."""
+    args = ["--paste", str(INI), "--graceful-timeout", "3", "--timeout", "30"]
+    for name, value in backend_conf(hosts, namespace, set_name).items():
+        args += ["--paste-global", f"{name}={value}"]
+    return args
+
+
+@pytest.fixture(scope="module", params=list(CONFIGURATIONS))
+def gunicorn(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    aerospike_hosts: Hosts,
+    aerospike_namespace: str,
+    module_set: str,
+) -> Iterator[Gunicorn]:
+    """The test ini under gunicorn, in each worker configuration."""
+    args = paste_args(aerospike_hosts, aerospike_namespace, module_set)
+    log = tmp_path_factory.mktemp("gunicorn") / f"{request.param}.log"
+    with serve([*args, *CONFIGURATIONS[request.param]], log, workers=WORKERS) as server:
+        yield server
+    # A worker that crashed (one freeing a client it inherited) is logged so.
+    assert "was sent" not in server.log_text()
+
+
+def logged_in(server: Gunicorn, user: str = "ada") -> Browser:
+    browser = Browser(server.port)
+    assert browser.post("/login", {"user": user}).status == 200
+    return browser
+
+
+def answer(reply: Any) -> Any:
+    assert reply.status == 200, reply.body
+    return json.loads(reply.body)
+
+
+def test_a_login_is_read_back_at_once(gunicorn: Gunicorn) -> None:
+    browser = logged_in(gunicorn)
+
+    assert set(browser.cookies) == {"sid"}
+    assert answer(browser.get("/whoami")) == {"user": "ada"}
+
+
+def test_each_post_is_read_back_by_the_next_get(gunicorn: Gunicorn) -> None:
+    browser = logged_in(gunicorn)
+
+    seen = []
+    for _ in range(10):
+        browser.post("/incr/clicks")
+        seen.append(answer(browser.get("/counts"))["clicks"])
+
+    assert seen == list(range(1, 11))
+
+
+def test_a_session_is_shared_by_the_workers(gunicorn: Gunicorn) -> None:
+    browser = logged_in(gunicorn)
+    first = browser.post("/incr/visits").worker
+
+    workers = {first}
+    for attempt in range(2, SPREAD_ATTEMPTS):
+        reply = browser.post("/incr/visits")
+        assert answer(reply) == {"visits": attempt}
+        workers.add(reply.worker)
+        if len(workers) > 1:
+            break
+
+    assert len(workers) == 2
+    assert answer(browser.get("/whoami")) == {"user": "ada"}
+
+
+def test_counters_of_many_sessions_stay_exact(gunicorn: Gunicorn) -> None:
+    def count_to_ten(user: str) -> dict[str, int]:
+        browser = logged_in(gunicorn, user)
+        for _ in range(10):
+            browser.post(f"/incr/{user}")
+        return dict(answer(browser.get("/counts")))
+
+    users = [f"user{number}" for number in range(6)]
+    with ThreadPoolExecutor(max_workers=len(users)) as pool:
+        counts = list(pool.map(count_to_ten, users))
+
+    assert counts == [{user: 10} for user in users]
+
+
+# Forks after the store's client connected, as gunicorn --preload does when the
+# app checks the store at load time. The child exits normally, so the
+# interpreter's shutdown runs too; it prints the child's exit code and pid.
+FORK_SCRIPT = """
+import os, sys
+from aerospike_wsgi_session import AerospikeStore
+
+store = AerospikeStore(namespace=sys.argv[2], set=sys.argv[3], hosts=sys.argv[1])
+parent_client = store.client
+pid = os.fork()
+if pid == 0:
+    own_client = store.client is not parent_client
+    store.client.put(store.key("child"), {"pid": os.getpid()})
+    sys.exit(0 if own_client else 3)
+_, status = os.waitpid(pid, 0)
+parent_client.put(store.key("parent"), {"pid": os.getpid()})
+print(os.waitstatus_to_exitcode(status), pid)
+"""
 
 
 def test_a_forked_child_makes_its_own_client(
-    aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+    aerospike_hosts: Hosts,
+    aerospike_namespace: str,
+    aerospike_set: str,
+    aerospike_client: Any,
 ) -> None:
-    store = AerospikeStore(
-        namespace=aerospike_namespace, set=aerospike_set, hosts=aerospike_hosts
+    hosts = " ".join(f"{host}:{port}" for host, port in aerospike_hosts)
+    command = [sys.executable, "-c", FORK_SCRIPT, hosts, aerospike_namespace]
+    ran = subprocess.run(
+        [*command, aerospike_set], capture_output=True, text=True, timeout=60
     )
-    parent_client = store.client
-    parent_client.put(store.key("parent"), {"pid": os.getpid()})
 
-    pid = os.fork()
-    if pid == 0:
-        os._exit(_child_writes(store, parent_client))
-    _, status = os.waitpid(pid, 0)
+    exit_code, child = ran.stdout.split()
+    assert (ran.returncode, exit_code) == (0, "0"), ran.stderr
+    _, _, bins = aerospike_client.get((aerospike_namespace, aerospike_set, "child"))
+    assert bins == {"pid": int(child)}
 
-    assert os.waitstatus_to_exitcode(status) == 0
-    _, _, bins = store.client.get(store.key("child"))
-    assert bins == {"pid": pid}
-    assert store.client is parent_client
-    store.close()
+
+def test_concurrent_requests_of_one_session_keep_every_change(
+    gunicorn: Gunicorn,
+) -> None:
+    cookies = logged_in(gunicorn).cookies
+    keys = [f"key{number}" for number in range(8)]
+
+    def count_own_key(key: str) -> list[int]:
+        browser = Browser(gunicorn.port, dict(cookies))
+        return [answer(browser.post(f"/incr/{key}"))[key] for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        answers = list(pool.map(count_own_key, keys))
+
+    assert answers == [list(range(1, 11))] * len(keys)
+    final = answer(Browser(gunicorn.port, dict(cookies)).get("/counts"))
+    assert final == dict.fromkeys(keys, 10)

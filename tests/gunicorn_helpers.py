@@ -1,0 +1,185 @@
+"""Real gunicorn processes for the tests, and a cookie-keeping HTTP client.
+
+:func:`serve` starts ``python -m gunicorn`` on a free loopback port, waits
+until every worker has booted and the server answers, and stops it by its
+pid afterwards: SIGTERM, a bounded wait, then SIGKILL of its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BOOT_ATTEMPTS = 300
+BOOT_PAUSE = 0.05
+STOP_WAIT = 10.0
+REQUEST_TIMEOUT = 15.0
+
+
+class GunicornError(RuntimeError):
+    """gunicorn did not come up; the message holds the end of its log."""
+
+
+@dataclass
+class Gunicorn:
+    """A running gunicorn master."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve(
+    args: list[str],
+    log: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Gunicorn]:
+    """Run gunicorn with ``args`` (and ``--workers``) until the block ends.
+
+    :param args: gunicorn's arguments, without ``--bind`` and ``--workers``.
+    :param log: where gunicorn's output goes.
+    :param env: variables added to this process's environment.
+    """
+    server = start(args, log, workers=workers, env=env)
+    try:
+        wait_until_ready(server, workers)
+        yield server
+    finally:
+        stop(server)
+
+
+def start(
+    args: list[str], log: Path, *, workers: int, env: Mapping[str, str] | None
+) -> Gunicorn:
+    """Start gunicorn in a process group of its own, on a free port."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--chdir", str(ROOT), *args]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Gunicorn(process, port, log)
+
+
+def wait_until_ready(server: Gunicorn, workers: int) -> None:
+    """Wait, boundedly, until ``workers`` workers booted and ``/ping`` answers."""
+    for _ in range(BOOT_ATTEMPTS):
+        if server.process.poll() is not None:
+            raise GunicornError(f"gunicorn exited:\n{server.log_text()[-3000:]}")
+        booted = server.log_text().count("Booting worker")
+        if booted >= workers and _answers(server.port):
+            return
+        time.sleep(BOOT_PAUSE)
+    raise GunicornError(f"gunicorn did not get ready:\n{server.log_text()[-3000:]}")
+
+
+def _answers(port: int) -> bool:
+    try:
+        return Browser(port).get("/ping").status == 200
+    except OSError:
+        return False
+
+
+def stop(server: Gunicorn) -> None:
+    """SIGTERM the master, wait a bounded time, then kill its whole group."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            # The group (the master's pid) holds its workers too.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_WAIT)
+
+
+@dataclass
+class Reply:
+    """One HTTP response, read whole."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def worker(self) -> int:
+        """The pid of the worker that answered (the test app's header)."""
+        return int(self.headers["X-Worker-Pid"])
+
+
+@dataclass
+class Browser:
+    """An HTTP client that keeps cookies, one new connection per request."""
+
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: Mapping[str, str] | None = None) -> Reply:
+        return self.request("POST", path, urlencode(form or {}).encode())
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
+        )
+        try:
+            connection.request(method, path, body, self._headers(body))
+            response = connection.getresponse()
+            reply = Reply(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+        self._keep_cookies(reply)
+        return reply
+
+    def _headers(self, body: bytes | None) -> dict[str, str]:
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
+
+    def _keep_cookies(self, reply: Reply) -> None:
+        for header in reply.headers.get_all("Set-Cookie") or []:
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(header)
+            for name, morsel in jar.items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
