@@ -19,7 +19,6 @@ last bad one, and whether every acknowledged change is still in its session.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
 import threading
@@ -27,8 +26,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from wsgiref.util import setup_testing_defaults
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from apps import call, environ_for
 
 from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
 from aerospike_wsgi_session.signing import Signer
@@ -53,7 +56,7 @@ class Plan:
     cooldown: float = 5.0
 
 
-QUICK = Plan(threads=4, up=0.3, down=0.5, after=1.5, cooldown=0.2)
+QUICK = Plan(threads=4, up=0.2, down=0.3, after=0.6, cooldown=0.2)
 
 
 def counter_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -93,34 +96,8 @@ class LogCounter(logging.Handler):
 
 
 @dataclass
-class Answer:
-    """What one request got."""
-
-    status: str
-    headers: dict[str, str]
-    body: bytes
-
-
-def call(app: Any, path: str, cookie: str | None) -> Answer:
-    """Run one GET request through a WSGI application."""
-    environ: dict[str, Any] = {"PATH_INFO": path, "wsgi.errors": io.StringIO()}
-    setup_testing_defaults(environ)
-    if cookie:
-        environ["HTTP_COOKIE"] = f"session={cookie}"
-    started: list[Any] = []
-    chunks = app(
-        environ, lambda status, headers, exc=None: started.extend((status, headers))
-    )
-    try:
-        body = b"".join(chunks)
-    finally:
-        getattr(chunks, "close", lambda: None)()
-    return Answer(started[0], dict(started[1]), body)
-
-
-@dataclass
 class User:
-    """One worker: its cookie, and what it did and saw."""
+    """One worker: its ``Cookie`` header, and what it did and saw."""
 
     cookie: str | None = None
     acknowledged: int = 0
@@ -139,15 +116,16 @@ class User:
 
     def _outcome(self, app: Any, path: str) -> str:
         try:
-            answer = call(app, path, self.cookie)
+            status, header_list = call(app, environ_for(path, self.cookie))
         except Exception as err:
             return f"raised {type(err).__name__}"
-        cookie = answer.headers.get("Set-Cookie", "")
+        headers = dict(header_list)
+        cookie = headers.get("Set-Cookie", "")
         if cookie.startswith("session="):
-            self.cookie = cookie.split(";")[0].partition("=")[2]
-        if not answer.status.startswith("200"):
-            return answer.status.split()[0]
-        return "empty" if answer.headers["X-Empty"] == "1" else "ok"
+            self.cookie = cookie.split(";")[0]
+        if not status.startswith("200"):
+            return status.split()[0]
+        return "empty" if headers["X-Empty"] == "1" else "ok"
 
 
 def load(app: Any, user: User, stop: threading.Event, interval: float) -> None:
@@ -249,8 +227,10 @@ def drive(
         worker.start()
     time.sleep(plan.up)
 
-    fault_at = time.monotonic()
+    # Away from when the fault is complete (stopping takes a moment) until
+    # the server is mended.
     fault[0](server)
+    fault_at = time.monotonic()
     time.sleep(plan.down)
     back_at = time.monotonic()
     fault[1](server)
@@ -266,7 +246,7 @@ def _intact(store: AerospikeStore, user: User) -> bool:
     """Whether the stored count holds every acknowledged write, and no more
     than the writes that were sent."""
     assert user.cookie is not None
-    verified = Signer(SECRET).unsign(user.cookie)
+    verified = Signer(SECRET).unsign(user.cookie.partition("=")[2])
     assert verified is not None
     record = store.load(Signer(SECRET).record_key(verified[0]))
     stored = record.data.get("n", 0) if record else 0
@@ -275,9 +255,8 @@ def _intact(store: AerospikeStore, user: User) -> bool:
 
 def report(result: Run, plan: Plan) -> None:
     """Print the figures of one run."""
-    start = result.fault_at - plan.up
     phases = [
-        ("before", result.phase(start, result.fault_at)),
+        ("before", result.phase(0.0, result.fault_at)),
         ("while away", result.phase(result.fault_at, result.back_at)),
         ("after", result.phase(result.back_at, float("inf"))),
     ]
