@@ -60,14 +60,16 @@ def serve(
     *,
     workers: int = 1,
     env: Mapping[str, str] | None = None,
+    chdir: Path = ROOT,
 ) -> Iterator[Gunicorn]:
     """Run gunicorn with ``args`` (and ``--workers``) until the block ends.
 
     :param args: gunicorn's arguments, without ``--bind`` and ``--workers``.
     :param log: where gunicorn's output goes.
     :param env: variables added to this process's environment.
+    :param chdir: the directory gunicorn imports the application from.
     """
-    server = start(args, log, workers=workers, env=env)
+    server = start(args, log, workers=workers, env=env, chdir=chdir)
     try:
         wait_until_ready(server, workers)
         yield server
@@ -76,12 +78,17 @@ def serve(
 
 
 def start(
-    args: list[str], log: Path, *, workers: int, env: Mapping[str, str] | None
+    args: list[str],
+    log: Path,
+    *,
+    workers: int,
+    env: Mapping[str, str] | None,
+    chdir: Path,
 ) -> Gunicorn:
     """Start gunicorn in a process group of its own, on a free port."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(workers), "--chdir", str(ROOT), *args]
+    command += ["--workers", str(workers), "--chdir", str(chdir), *args]
     with log.open("wb") as output:
         process = subprocess.Popen(
             command,

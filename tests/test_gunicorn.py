@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
 from .gunicorn_helpers import Browser, Gunicorn, serve
+from .helpers import OLD_SECRET, SECRET
+from .readme_blocks import Backend, write_example
 from .test_paste import INI, backend_conf
 
 WORKERS = 3
@@ -185,3 +188,19 @@ def test_concurrent_requests_of_one_session_keep_every_change(
     assert answers == [list(range(1, 11))] * len(keys)
     final = answer(Browser(gunicorn.port, dict(cookies)).get("/counts"))
     assert final == dict.fromkeys(keys, 10)
+
+
+def test_the_readme_gunicorn_recipe_serves_sessions(
+    tmp_path: Path, aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+) -> None:
+    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
+    write_example(tmp_path, "# myapp.py", backend)
+    conf = write_example(tmp_path, "# gunicorn.conf.py")
+    env = {"SESSION_SECRET": f"{SECRET} {OLD_SECRET}"}
+
+    log = tmp_path / "gunicorn.log"
+    with serve(["-c", str(conf)], log, workers=2, env=env, chdir=tmp_path) as server:
+        browser = Browser(server.port)
+        pages = [browser.get("/").body for _ in range(3)]
+
+    assert pages == [f"visit number {n}\n".encode() for n in (1, 2, 3)]

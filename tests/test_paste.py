@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from aerospike_wsgi_session import SessionMiddleware
 from aerospike_wsgi_session.testing.plugin import Hosts
 
 from .helpers import set_cookies
+from .readme_blocks import Backend, write_example
 
 INI = Path(__file__).parent / "data" / "session.ini"
 SECRET_LINE = "deploy-test-secret-0123456789abcdef0123"
+README_INI = "# session.ini: gunicorn --paste session.ini --workers 4"
 
 
 def backend_conf(hosts: Hosts, namespace: str, set_name: str) -> dict[str, str]:
@@ -127,3 +130,22 @@ def test_a_bad_value_fails_at_load_naming_the_option(
         load(path, global_conf)
 
     assert "too-short" not in str(raised.value)
+
+
+def test_the_readme_ini_serves_its_app(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    aerospike_hosts: Hosts,
+    aerospike_namespace: str,
+    aerospike_set: str,
+) -> None:
+    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
+    write_example(tmp_path, "# hello.py")
+    ini = write_example(tmp_path, README_INI, backend)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "hello", raising=False)
+
+    browser = TestApp(loadapp(f"config:{ini}"))
+    browser.get("/")
+
+    assert browser.get("/").text == "visit number 2\n"
