@@ -599,7 +599,7 @@ class AerospikeStore:
         return result
 
     def _failed(self, err: BaseException) -> None:
-        if isinstance(err, StoreError):
+        if isinstance(err, StoreUnavailableError):
             # A nested call (connecting, inside a load) already counted it.
             return
         if _is_unavailable(err):

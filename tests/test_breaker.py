@@ -6,7 +6,7 @@ import pytest
 
 from aerospike_wsgi_session import AerospikeStore, StoreUnavailableError
 from aerospike_wsgi_session.breaker import CircuitBreaker
-from aerospike_wsgi_session.testing import AerospikeServer, ManualClock
+from aerospike_wsgi_session.testing import AerospikeServer, ManualClock, TruncateError
 
 
 def tripped(cooldown: float = 1.0) -> tuple[CircuitBreaker, ManualClock]:
@@ -119,3 +119,20 @@ def test_probe_that_connects_closes_the_breaker(
     assert store.load("some-key") is None
     assert not store.breaker.open
     store.close()
+
+
+def test_a_refusal_raised_inside_a_probe_closes_the_breaker() -> None:
+    # A store error the called code raises itself (a node refusing a
+    # truncate) is an answer from the server, like any error code.
+    store = AerospikeStore(client=object())
+    store.breaker, clock = tripped(cooldown=1.0)
+    clock.advance(1.0)
+
+    def refused() -> None:
+        raise TruncateError("node A refused 'truncate'")
+
+    with pytest.raises(TruncateError):
+        store._call("clear", refused)
+
+    assert not store.breaker.open
+    assert store.breaker.allow()
