@@ -14,6 +14,11 @@ setup(
     package_data={"aerospike_wsgi_session": ["py.typed"]},
     python_requires=">=3.11",
     install_requires=["aerospike>=19,<20", "webob>=1.8"],
+    extras_require={
+        "paste": ["PasteDeploy>=3"],
+        "pyramid": ["pyramid>=2"],
+        "bottle": ["bottle>=0.12"],
+    },
     entry_points={
         "pytest11": ["aerospike_wsgi_session = aerospike_wsgi_session.testing.plugin"],
         "paste.filter_app_factory": ["main = aerospike_wsgi_session.paste:filter_app_factory"],
