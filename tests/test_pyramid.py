@@ -29,7 +29,7 @@ def login(request: Request) -> Any:
     request.session["user"] = request.POST["user"]
     request.session.flash(f"Welcome, {request.POST['user']}")
     request.session.flash("Check your settings", queue="notice")
-    return HTTPFound(location="/")
+    raise HTTPFound(location="/")
 
 
 def home(request: Request) -> Any:
