@@ -122,6 +122,8 @@ class SessionMiddleware:
             raise ValueError(
                 f"on_store_error must be 'raise' or 'degrade', not {on_store_error!r}"
             )
+        if type(retry_after) is not int or retry_after < 0:
+            raise ValueError(f"retry_after must be whole seconds, not {retry_after!r}")
         self.app = app
         self.environ_key = environ_key
         self.cookie = CookieSettings(

@@ -230,6 +230,7 @@ class AerospikeStore:
     ) -> None:
         _check_name("namespace", namespace, MAX_NAMESPACE_LENGTH)
         _check_name("set", set, MAX_SET_LENGTH)
+        _check_failure_options(metrics_hook, breaker_threshold, breaker_cooldown)
         if ttl is not None and (type(ttl) is not int or ttl < -1):
             raise ValueError(f"ttl must be None, -1 or seconds, not {ttl!r}")
         self.namespace = namespace
@@ -824,6 +825,19 @@ def _parse_host(item: Any) -> tuple[str, int]:
         return (str(host), int(port))
     except (TypeError, ValueError):
         raise ValueError(f"hosts: {item!r} is not a host:port") from None
+
+
+def _check_failure_options(
+    hook: MetricsHook | None, threshold: int, cooldown: float
+) -> None:
+    if hook is not None and not callable(hook):
+        raise TypeError(f"metrics_hook must be callable, not {type(hook).__name__}")
+    if type(threshold) is not int or threshold < 0:
+        raise ValueError(
+            f"breaker_threshold must be a whole number, 0 or more, not {threshold!r}"
+        )
+    if type(cooldown) not in (int, float) or cooldown < 0:
+        raise ValueError(f"breaker_cooldown must be seconds, not {cooldown!r}")
 
 
 def _check_name(option: str, name: str, limit: int) -> None:

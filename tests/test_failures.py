@@ -23,6 +23,7 @@ from webtest import TestApp
 
 from aerospike_wsgi_session import (
     AerospikeStore,
+    SessionMiddleware,
     SessionTooLargeError,
     WriteInDoubtError,
 )
@@ -403,3 +404,37 @@ def test_sessions_come_back_without_restarting_the_process(
     assert poll(served)
     assert not store.breaker.open
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"on_store_error": "ignore"}, ValueError, "on_store_error"),
+        ({"retry_after": -5}, ValueError, "retry_after"),
+        ({"retry_after": "soon"}, ValueError, "retry_after"),
+        ({"retry_after": 1.5}, ValueError, "retry_after"),
+    ],
+)
+def test_bad_failure_options_of_the_middleware(
+    store: AerospikeStore, options: dict[str, Any], error: type, named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        SessionMiddleware(session_app, store, SECRET, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"breaker_threshold": -1}, ValueError, "breaker_threshold"),
+        ({"breaker_threshold": "5"}, ValueError, "breaker_threshold"),
+        ({"breaker_threshold": 2.5}, ValueError, "breaker_threshold"),
+        ({"breaker_cooldown": -1.0}, ValueError, "breaker_cooldown"),
+        ({"breaker_cooldown": "5s"}, ValueError, "breaker_cooldown"),
+        ({"metrics_hook": "statsd"}, TypeError, "metrics_hook"),
+    ],
+)
+def test_bad_failure_options_of_the_store(
+    options: dict[str, Any], error: type, named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        AerospikeStore(client=object(), **options)
