@@ -19,7 +19,8 @@ A tween, placed over Pyramid's exception view tween, gives each request its
 session and saves it once the response is ready, before anything is sent.
 A view that raises an HTTP exception (a redirect after login, say) has its
 session saved; a request that fails with any other exception saves nothing.
-When Aerospike fails the request gets the middleware's ``503`` answer.
+When Aerospike fails the request gets the middleware's ``503`` answer,
+unless an exception view of the application renders the error first.
 
 Two limits: response callbacks run after the session was saved, so changes
 they make are lost; and a change made while a streamed body is being sent is
@@ -93,6 +94,8 @@ def session_tween_factory(handler: Handler, registry: Any) -> Handler:
     """The tween that loads each request's session and saves it in time."""
     middleware: SessionMiddleware = registry[REGISTRY_KEY]
 
+    # TODO: save what response callbacks and streamed bodies change, because
+    # Pyramid runs both after this tween returned: such changes are lost now.
     def session_tween(request: Request) -> Response:
         session = Session(middleware.manager, request.environ)
         request.environ[middleware.environ_key] = session

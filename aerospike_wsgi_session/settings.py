@@ -369,6 +369,8 @@ def _convert_one(
         fields = policies.setdefault(policy, {})
         fields[policy_field] = to_policy_value(named, value)
     elif option.startswith(CLIENT_PREFIX) and len(option) > len(CLIENT_PREFIX):
+        # TODO: check client.<name> options here, because the client ignores
+        # names it does not know and checks values only when it connects.
         key = option[len(CLIENT_PREFIX) :]
         parsed.store_options[key] = to_client_value(named, value)
     else:
