@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
 from typing import Any
 
 import bottle
@@ -13,11 +11,9 @@ from webtest import TestApp
 from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
 from aerospike_wsgi_session.bottle import SessionPlugin
 from aerospike_wsgi_session.testing import AerospikeServer
-from aerospike_wsgi_session.testing.plugin import Hosts
 
 from .conftest import MakeApp
 from .helpers import SECRET, set_cookies
-from .readme_blocks import Backend, write_example
 
 
 def bottle_app() -> bottle.Bottle:
@@ -84,20 +80,3 @@ def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
 
     assert response.headers["Retry-After"] == "5"
     store.close()
-
-
-def test_the_readme_example_runs(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    aerospike_hosts: Hosts,
-    aerospike_namespace: str,
-    aerospike_set: str,
-) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
-    example = write_example(tmp_path, "# bottle_app.py", backend)
-    monkeypatch.setenv("SESSION_SECRET", SECRET)
-
-    browser = TestApp(runpy.run_path(str(example), run_name="example")["application"])
-    browser.get("/")
-
-    assert browser.get("/").json == {"visits": 2}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from aerospike_wsgi_session.testing import AerospikeServer
 from aerospike_wsgi_session.testing.plugin import Hosts
 
 from .helpers import SECRET, set_cookies
-from .readme_blocks import Backend, write_example
 
 PREFIX = "aerospike_session."
 
@@ -236,20 +233,3 @@ def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
     response = browser.get("/", status=503)
 
     assert response.headers["Retry-After"] == "7"
-
-
-def test_the_readme_example_runs(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    aerospike_hosts: Hosts,
-    aerospike_namespace: str,
-    aerospike_set: str,
-) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
-    example = write_example(tmp_path, "# pyramid_app.py", backend)
-    monkeypatch.setenv("SESSION_SECRET", SECRET)
-
-    browser = TestApp(runpy.run_path(str(example), run_name="example")["application"])
-    browser.get("/")
-
-    assert browser.get("/").json == {"visits": 2, "flash": []}
