@@ -23,10 +23,10 @@ import pytest
 from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
-from .gunicorn_helpers import Browser, Gunicorn, serve
+from .gunicorn_helpers import Browser, Gunicorn, GunicornError, serve
 from .helpers import OLD_SECRET, SECRET
 from .readme_blocks import Backend, write_example
-from .test_paste import INI, backend_conf
+from .test_paste import INI, backend_conf, edited_ini
 
 WORKERS = 3
 SYNC = ["--worker-class", "sync"]
@@ -50,9 +50,11 @@ def module_set(aerospike_client: Any, aerospike_namespace: str) -> Iterator[str]
     truncate(aerospike_client, aerospike_namespace, name)
 
 
-def paste_args(hosts: Hosts, namespace: str, set_name: str) -> list[str]:
+def paste_args(
+    hosts: Hosts, namespace: str, set_name: str, ini: Path = INI
+) -> list[str]:
     """gunicorn's arguments that serve the test ini on the test backend."""
-    args = ["--paste", str(INI), "--graceful-timeout", "3", "--timeout", "30"]
+    args = ["--paste", str(ini), "--graceful-timeout", "3", "--timeout", "30"]
     for name, value in backend_conf(hosts, namespace, set_name).items():
         args += ["--paste-global", f"{name}={value}"]
     return args
@@ -204,3 +206,21 @@ def test_the_readme_gunicorn_recipe_serves_sessions(
         pages = [browser.get("/").body for _ in range(3)]
 
     assert pages == [f"visit number {n}\n".encode() for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("preload", [[], ["--preload"]], ids=["workers", "preload"])
+def test_a_bad_option_stops_gunicorn_at_startup(
+    tmp_path: Path,
+    aerospike_hosts: Hosts,
+    aerospike_namespace: str,
+    aerospike_set: str,
+    preload: list[str],
+) -> None:
+    ini = edited_ini(tmp_path, "idle_timeout = 30m", "idle_timeout = soon")
+    args = paste_args(aerospike_hosts, aerospike_namespace, aerospike_set, ini)
+
+    with (
+        pytest.raises(GunicornError, match="idle_timeout must be seconds"),
+        serve([*args, *preload], tmp_path / "gunicorn.log"),
+    ):
+        pass
