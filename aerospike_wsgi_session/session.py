@@ -183,8 +183,11 @@ class Session(MutableMapping[str, Any]):
 
         The request goes on with an empty new session; what it stores from
         then on is saved under a new id.
+
+        :raises SessionUnavailableError: the store could not load the
+            session (the ``degrade`` policy), so it cannot delete it either.
         """
-        self._loaded()
+        self._writable()
         self._backend.invalidate(self)
 
     def regenerate(self, keep_data: bool = True) -> None:
@@ -195,8 +198,10 @@ class Session(MutableMapping[str, Any]):
 
         :param keep_data: keep the data under the new id (the default), or
             start empty.
+        :raises SessionUnavailableError: the store could not load the
+            session (the ``degrade`` policy).
         """
-        self._loaded()
+        self._writable()
         self._backend.regenerate(self, keep_data)
 
     # What the middleware calls.

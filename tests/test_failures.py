@@ -25,6 +25,7 @@ from aerospike_wsgi_session import (
     AerospikeStore,
     SessionMiddleware,
     SessionTooLargeError,
+    SessionUnavailableError,
     WriteInDoubtError,
 )
 from aerospike_wsgi_session.breaker import CircuitBreaker
@@ -438,3 +439,21 @@ def test_bad_failure_options_of_the_store(
 ) -> None:
     with pytest.raises(error, match=named):
         AerospikeStore(client=object(), **options)
+
+
+@pytest.mark.parametrize("path", ["/invalidate", "/regenerate"])
+def test_degraded_session_can_be_neither_ended_nor_moved(
+    visit: Any, aerospike_server: AerospikeServer, path: str
+) -> None:
+    # Ending it would drop the cookie of a record that lives on; moving it
+    # would give the user a new, empty session in place of the stored one.
+    client = visit("degrade")
+    client.get("/set/name?value=ada")
+    cookie = client.cookies["session"]
+    aerospike_server.stop()
+
+    with pytest.raises(SessionUnavailableError):
+        client.get(path)
+
+    assert client.cookies["session"] == cookie
+    assert stored(aerospike_server, client) == {"name": "ada"}
