@@ -7,6 +7,7 @@ to learn about a misconfiguration before the first user does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -95,5 +96,8 @@ def _probe_ttl_write(store: AerospikeStore) -> None:
                 err,
             ) from err
         raise CheckError(f"a test write failed: {err}", err) from err
-    store._call("check", lambda: store.client.remove(key))
+    # Processes starting together (gunicorn workers) share the probe key:
+    # another one may have removed it already, which is just as good.
+    with contextlib.suppress(aerospike_errors.RecordNotFound):
+        store._call("check", lambda: store.client.remove(key))
     logger.debug("self-check wrote and removed a probe record with a TTL")

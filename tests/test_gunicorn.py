@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from aerospike_wsgi_session import AerospikeStore
 from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
@@ -224,3 +225,25 @@ def test_a_bad_option_stops_gunicorn_at_startup(
         serve([*args, *preload], tmp_path / "gunicorn.log"),
     ):
         pass
+
+
+def test_workers_checking_the_store_at_once_all_pass(
+    aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+) -> None:
+    # What workers started without --preload do, each with its own client.
+    stores = [
+        AerospikeStore(
+            namespace=aerospike_namespace, set=aerospike_set, hosts=aerospike_hosts
+        )
+        for _ in range(6)
+    ]
+
+    def check_often(store: AerospikeStore) -> int:
+        return sum(1 for _ in range(10) if store.check(3600) is not None)
+
+    with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+        passed = list(pool.map(check_often, stores))
+    for store in stores:
+        store.close()
+
+    assert passed == [10] * len(stores)
