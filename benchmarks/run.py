@@ -1,6 +1,6 @@
 """Benchmarks of the middleware against the bare app, the store floor and Beaker.
 
-Run: ``python benchmarks/run.py`` (about five minutes), ``--smoke`` (a few
+Run: ``python benchmarks/run.py`` (about six minutes), ``--smoke`` (a few
 hundred requests per system, in process, well under a minute), ``--profile``
 (adds a profile of the middleware's ``read`` and ``write``), ``--no-http``.
 
@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import http.client
 import io
 import json
 import os
+import platform
 import pstats
 import re
 import shutil
@@ -66,7 +68,7 @@ class Plan:
     http_reps: int
 
 
-FULL = Plan(20_000, 1_000, 5, 3, 3.0, 3)
+FULL = Plan(20_000, 1_000, 5, 5, 3.0, 5)
 SMOKE = Plan(300, 100, 1, 1, 0.0, 0)
 
 
@@ -306,31 +308,48 @@ def in_process(systems: list[apps.System], plan: Plan) -> Times:
 def growth(config: dict[str, Any], plan: Plan) -> None:
     """Print the time per request as the session grows, and as changes grow."""
     systems = [apps.middleware_system(config), apps.floor_system(config)]
-    rows = []
+    rows: list[tuple[int, str, str, tuple[float, float]]] = []
     for size in (1_000, 10_000, 100_000, 500_000):
-        count = max(10, plan.requests * 1_000 // max(size, 5_000))
+        count = max(20, plan.requests * 1_000 // max(size, 5_000))
         data = apps.sized_session(size)
         cookies = {s.name: apps.seed(s.app, data) for s in systems}
-        label = f"{size // 1000} KB"
         for path in ("/read", "/big"):
-            rows.append(
-                (label, path, _growth_row(systems, cookies, path, "", count, plan))
-            )
+            row = _growth_row(systems, cookies, path, "", count, plan)
+            rows.append((size // 1000, "KB", path, row))
     data = {f"c{i}": 0 for i in range(100)}
     cookies = {s.name: apps.seed(s.app, data) for s in systems}
     for keys in (1, 10, 100):
-        row = _growth_row(
-            systems, cookies, "/change", f"keys={keys}", plan.requests // 2, plan
-        )
-        rows.append((f"{keys} key(s)", "/change", row))
+        query, count = f"keys={keys}", plan.requests // 2
+        row = _growth_row(systems, cookies, "/change", query, count, plan)
+        rows.append((keys, "keys", "/change", row))
     for system in systems:
         system.close()
+    print_growth(rows)
+
+
+def print_growth(rows: list[tuple[int, str, str, tuple[float, float]]]) -> None:
+    """Print the growth table; ``step`` is the middleware's µs per added unit.
+
+    Linear growth shows as steps of about the same size, from one row of a
+    path to the next; a step much larger than the one before would mean a
+    cost growing faster than the session.
+    """
     print("\n## Cost growth (in process, µs per request, median)\n")
-    print(
-        f"{'session':<12}{'path':<9}{'middleware':>12}{'store floor':>13}{'ratio':>8}"
-    )
-    for label, path, (mine, floor) in rows:
-        print(f"{label:<12}{path:<9}{mine:>12.1f}{floor:>13.1f}{mine / floor:>8.2f}")
+    columns = f"{'middleware':>12}{'store floor':>13}{'ratio':>8}{'step':>13}"
+    print(f"{'session':<12}{'path':<9}{columns}")
+    previous: dict[str, tuple[int, float]] = {}
+    for amount, unit, path, (mine, floor) in rows:
+        step = ""
+        if path in previous:
+            before, before_mine = previous[path]
+            per_unit = (mine - before_mine) / (amount - before)
+            step = f"{per_unit:.1f}/{unit.rstrip('s')}"
+        previous[path] = (amount, mine)
+        label = f"{amount} {unit}"
+        print(
+            f"{label:<12}{path:<9}{mine:>12.1f}{floor:>13.1f}"
+            f"{mine / floor:>8.2f}{step:>13}"
+        )
 
 
 def _growth_row(
@@ -446,6 +465,8 @@ class Load:
     rps: float
     p50_ms: float
     p99_ms: float
+    #: Answers other than ``200``, such as a ``503`` when the store timed out.
+    errors: int = 0
 
 
 _WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -458,7 +479,9 @@ def run_wrk(wrk: str, url: str, cookie: str | None, seconds: float) -> Load:
         command[1:1] = ["-H", f"Cookie: {cookie}"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Load(rps, _wrk_percentile(out, "50"), _wrk_percentile(out, "99"))
+    failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(failed.group(1)) if failed else 0
+    return Load(rps, _wrk_percentile(out, "50"), _wrk_percentile(out, "99"), errors)
 
 
 def _wrk_percentile(out: str, percent: str) -> float:
@@ -481,6 +504,7 @@ def python_client(url: str, cookie: str, seconds: float, connections: int = 4) -
     address, _, port = host.partition(":")
     headers = {"Cookie": cookie} if cookie else {}
     latencies: list[float] = []
+    statuses: list[int] = []
     deadline = time.perf_counter() + seconds
 
     def worker() -> None:
@@ -491,6 +515,7 @@ def python_client(url: str, cookie: str, seconds: float, connections: int = 4) -
             response = conn.getresponse()
             response.read()
             latencies.append(time.perf_counter() - started)
+            statuses.append(response.status)
             if response.will_close:
                 conn.close()
 
@@ -499,9 +524,11 @@ def python_client(url: str, cookie: str, seconds: float, connections: int = 4) -
         thread.start()
     for thread in threads:
         thread.join()
-    ordered = sorted(latencies)
+    ordered = sorted(latencies) or [float("nan")]
     p50, p99 = (ordered[int(len(ordered) * q)] * 1000 for q in (0.5, 0.99))
-    print(json.dumps({"rps": len(ordered) / seconds, "p50_ms": p50, "p99_ms": p99}))
+    errors = sum(1 for status in statuses if status != 200)
+    load = Load(len(ordered) / seconds, p50, p99, errors)
+    print(json.dumps(dataclasses.asdict(load)))
 
 
 def over_http(
@@ -548,7 +575,7 @@ def print_http(
 ) -> None:
     """Print requests per second, median and p99 latency, and ratios."""
     print(f"\n## Over HTTP (gunicorn, 2 sync workers; {tool}, 4 connections)\n")
-    columns = f"{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'rps/floor':>11}"
+    columns = f"{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'rps/floor':>11}{'errors':>8}"
     print(f"{'scenario':<11}{'system':<15}{columns}")
     for scenario in SCENARIOS:
         floor = FLOOR_OF.get(scenario, "store floor")
@@ -561,8 +588,10 @@ def print_http(
             ratio = load.rps / floor_rps if floor_rps else float("nan")
             print(
                 f"{scenario:<11}{name:<15}{load.rps:>9.0f}{load.p50_ms:>9.2f}"
-                f"{load.p99_ms:>9.2f}{ratio:>11.2f}"
+                f"{load.p99_ms:>9.2f}{ratio:>11.2f}{load.errors:>8}"
             )
+    print("\nrps/floor: to the bare app for untouched, else to the store floor;")
+    print("errors: answers other than 200, over every repetition")
 
 
 def _median_load(runs: list[Load]) -> Load:
@@ -572,6 +601,7 @@ def _median_load(runs: list[Load]) -> Load:
         statistics.median(run.rps for run in runs),
         statistics.median(run.p50_ms for run in runs),
         statistics.median(run.p99_ms for run in runs),
+        sum(run.errors for run in runs),
     )
 
 
@@ -619,12 +649,14 @@ def main() -> int:
     except SystemFailed as err:
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
-    print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s; {_load_average()}")
     return 0
 
 
 def run_all(args: argparse.Namespace, plan: Plan) -> None:
     """Start the services, and run every level the options ask for."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(f"machine: {os.cpu_count()} cores, {python}, {_load_average()}")
     redis_service = (
         no_redis("a smoke run needs no redis-server")
         if args.smoke
@@ -644,6 +676,13 @@ def run_all(args: argparse.Namespace, plan: Plan) -> None:
                 profile(config, 300 if args.smoke else 3000)
         if not args.smoke and not args.no_http:
             over_http(config, redis_url, names, plan, install=True)
+
+
+def _load_average() -> str:
+    """The machine's load average, to tell a quiet run from a busy one."""
+    if not hasattr(os, "getloadavg"):
+        return "load average unknown"
+    return "load average " + " ".join(f"{load:.1f}" for load in os.getloadavg())
 
 
 def parse_args() -> argparse.Namespace:
