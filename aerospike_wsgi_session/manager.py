@@ -285,13 +285,25 @@ class SessionManager:
 
     def _unchanged(self, session: Session) -> CookieAction:
         if self.rolling and self._extension_due(session.record):
-            assert session.id is not None
-            key = self.signer.record_key(session.id)
-            if not self.store.touch(key, self._ttl_for(session.record)):
-                return CookieAction.KEEP
-            logger.debug("session %s… extended", session.id[:6])
-            return CookieAction.SET
+            return self._extend(session)
         return CookieAction.SET if session.reissue else CookieAction.KEEP
+
+    def _extend(self, session: Session) -> CookieAction:
+        assert session.id is not None
+        key = self.signer.record_key(session.id)
+        try:
+            extended = self.store.touch(key, self._ttl_for(session.record))
+        except StoreUnavailableError as err:
+            if not self.degrade:
+                raise
+            # Nothing the application did is lost: the session lives out its
+            # current TTL, and a later request extends it.
+            logger.warning("session not extended, going on: %s", err)
+            return CookieAction.KEEP
+        if not extended:
+            return CookieAction.KEEP
+        logger.debug("session %s… extended", session.id[:6])
+        return CookieAction.SET
 
     def _extension_due(self, record: SessionRecord) -> bool:
         if self.ttl <= 0 or record.ttl < 0:

@@ -457,3 +457,28 @@ def test_degraded_session_can_be_neither_ended_nor_moved(
 
     assert client.cookies["session"] == cookie
     assert stored(aerospike_server, client) == {"name": "ada"}
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "logged_level"),
+    [("raise", 503, logging.ERROR), ("degrade", 200, logging.WARNING)],
+)
+def test_a_failed_extension_of_a_rolling_session(
+    visit: Any,
+    aerospike_server: AerospikeServer,
+    caplog: pytest.LogCaptureFixture,
+    policy: str,
+    status: int,
+    logged_level: int,
+) -> None:
+    client = visit(policy, rolling=True, rolling_interval=0, max_age=600)
+    client.get("/set/name?value=ada")
+    aerospike_server.fail_next(1, 9, commands="write")
+
+    response = client.get("/get/name", expect_errors=True)
+
+    assert response.status_int == status
+    assert "Set-Cookie" not in response.headers
+    [logged] = package_records(caplog)
+    assert logged.levelno == logged_level
+    assert stored(aerospike_server, client) == {"name": "ada"}
