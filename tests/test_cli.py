@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
@@ -238,3 +239,9 @@ def test_module_runs_as_a_script(target: list[str]) -> None:
     assert "ttl_writes: True" in checked.stdout
     assert failed.returncode == EXIT_FAILED
     assert "cannot reach Aerospike" in failed.stderr
+
+
+def test_the_console_script_runs_main() -> None:
+    scripts = entry_points(group="console_scripts", name="aerospike-wsgi-session")
+
+    assert [script.load() for script in scripts] == [main]
