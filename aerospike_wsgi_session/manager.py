@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .cookies import CookieSettings, read_cookie
-from .exc import SessionError, StoreUnavailableError
+from .exc import SessionError, StoreError, StoreUnavailableError
 from .session import Session
 from .signing import Signer, new_session_id
 from .store import AerospikeStore, SaveResult, SessionRecord
@@ -51,8 +51,9 @@ class SessionManager:
     :param detect_changes: compare values that may have been edited in place
         with their stored form; when off, only assignments, deletions and
         :meth:`Session.changed` make a save.
-    :param degrade: when loading fails because Aerospike is unavailable, go
-        on with an empty read-only session instead of raising.
+    :param degrade: when loading fails (Aerospike unavailable, or answering
+        with an error), go on with an empty read-only session instead of
+        raising.
     :param idle_timeout: seconds without a request that uses the session
         after which it ends. The record's TTL is set to it and reset by each
         read, by the server itself.
@@ -105,25 +106,29 @@ class SessionManager:
             self._start_new(session)
             return
         session_id, current_key = verified
-        record_key = self.signer.record_key(session_id)
         try:
-            record = self.store.load(record_key, touch=self.idle_timeout is not None)
-        except StoreUnavailableError as err:
+            record = self._load_record(session_id)
+        except StoreError as err:
             if not self.degrade:
                 raise
             logger.warning("going on without a session: %s", err)
             self._start_new(session)
             session.readonly = True
             return
-        if record is not None and self._past_absolute_timeout(record):
-            logger.debug("session %s… reached its absolute timeout", session_id[:6])
-            self.metrics.count("misses.expired")
-            self.store.destroy(record_key)
-            record = None
         if record is None:
             self._start_new(session)
             return
         session.start(session_id, record, reissue=not current_key)
+
+    def _load_record(self, session_id: str) -> SessionRecord | None:
+        record_key = self.signer.record_key(session_id)
+        record = self.store.load(record_key, touch=self.idle_timeout is not None)
+        if record is not None and self._past_absolute_timeout(record):
+            logger.debug("session %s… reached its absolute timeout", session_id[:6])
+            self.metrics.count("misses.expired")
+            self.store.destroy(record_key)
+            return None
+        return record
 
     def _start_new(self, session: Session) -> None:
         session.start(None, SessionRecord.new(self.clock()))

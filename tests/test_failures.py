@@ -151,9 +151,14 @@ def hang(server: AerospikeServer) -> None:
     server.delay = SLOW
 
 
+def fail_reads(code: int) -> Fault:
+    return lambda server: server.fail_next(1, code, commands="read")
+
+
 LOAD_FAULTS = [
     pytest.param(stop, "Aerospike unavailable", id="down"),
     pytest.param(hang, "TimeoutError", id="slow"),
+    pytest.param(fail_reads(1), "ServerError 1", id="server-error"),
 ]
 
 
