@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from aerospike_wsgi_session.testing.plugin import Hosts
+from .deployment import Backend
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_HOSTS = "127.0.0.1:3000"
@@ -19,19 +18,6 @@ def readme_block(first_line: str) -> str:
     found = [block for block in blocks if block.splitlines()[0] == first_line]
     assert len(found) == 1, f"{len(found)} README blocks start with {first_line!r}"
     return str(found[0])
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where the tests keep sessions."""
-
-    hosts: Hosts
-    namespace: str
-    set_name: str
-
-    @property
-    def hosts_text(self) -> str:
-        return " ".join(f"{host}:{port}" for host, port in self.hosts)
 
 
 def for_backend(code: str, backend: Backend) -> str:

@@ -25,10 +25,10 @@ from aerospike_wsgi_session import AerospikeStore
 from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
+from .deployment import INI, Backend, edited_ini
 from .gunicorn_helpers import Browser, Gunicorn, GunicornError, serve
 from .helpers import OLD_SECRET, SECRET
-from .readme_blocks import Backend, write_example
-from .test_paste import INI, backend_conf, edited_ini
+from .readme_blocks import write_example
 
 WORKERS = 3
 SYNC = ["--worker-class", "sync"]
@@ -60,7 +60,7 @@ def paste_args(
 ) -> list[str]:
     """gunicorn's arguments that serve the test ini on the test backend."""
     args = ["--paste", str(ini), "--graceful-timeout", "3", "--timeout", "30"]
-    for name, value in backend_conf(hosts, namespace, set_name).items():
+    for name, value in Backend(hosts, namespace, set_name).global_conf().items():
         args += ["--paste-global", f"{name}={value}"]
     return args
 

@@ -13,41 +13,23 @@ from webtest import TestApp
 from aerospike_wsgi_session import SessionMiddleware
 from aerospike_wsgi_session.testing.plugin import Hosts
 
+from .deployment import INI, Backend, edited_ini
 from .helpers import set_cookies
-from .readme_blocks import Backend, write_example
+from .readme_blocks import write_example
 
-INI = Path(__file__).parent / "data" / "session.ini"
 SECRET_LINE = "deploy-test-secret-0123456789abcdef0123"
 README_INI = "# session.ini: gunicorn --paste session.ini --workers 4"
-
-
-def backend_conf(hosts: Hosts, namespace: str, set_name: str) -> dict[str, str]:
-    """The global configuration that points the ini file at the test backend."""
-    return {
-        "aerospike_hosts": " ".join(f"{host}:{port}" for host, port in hosts),
-        "aerospike_namespace": namespace,
-        "aerospike_set": set_name,
-    }
 
 
 @pytest.fixture
 def global_conf(
     aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
 ) -> dict[str, str]:
-    return backend_conf(aerospike_hosts, aerospike_namespace, aerospike_set)
+    return Backend(aerospike_hosts, aerospike_namespace, aerospike_set).global_conf()
 
 
 def load(path: Path, global_conf: dict[str, str]) -> Any:
     return loadapp(f"config:{path}", global_conf=global_conf)
-
-
-def edited_ini(tmp_path: Path, old: str, new: str) -> Path:
-    """A copy of the test ini with one line replaced."""
-    text = INI.read_text(encoding="utf-8")
-    assert old in text
-    path = tmp_path / "edited.ini"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
 
 
 def test_the_pipeline_puts_the_middleware_in_front(

@@ -11,8 +11,9 @@ from webtest import TestApp
 
 from aerospike_wsgi_session.testing.plugin import Hosts
 
+from .deployment import Backend
 from .helpers import SECRET
-from .readme_blocks import Backend, write_example
+from .readme_blocks import write_example
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,53 @@
-"""The application the paste and gunicorn tests serve behind the session filter."""
+"""What the paste and gunicorn tests share.
+
+The test ini file, the application it serves behind the session filter, and
+the backend the sessions go to.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import webob
 import webob.dec
+
+from aerospike_wsgi_session.testing.plugin import Hosts
+
+INI = Path(__file__).parent / "data" / "session.ini"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the tests keep sessions."""
+
+    hosts: Hosts
+    namespace: str
+    set_name: str
+
+    @property
+    def hosts_text(self) -> str:
+        return " ".join(f"{host}:{port}" for host, port in self.hosts)
+
+    def global_conf(self) -> dict[str, str]:
+        """The paste global configuration that points the test ini here."""
+        return {
+            "aerospike_hosts": self.hosts_text,
+            "aerospike_namespace": self.namespace,
+            "aerospike_set": self.set_name,
+        }
+
+
+def edited_ini(directory: Path, old: str, new: str) -> Path:
+    """A copy of the test ini with one piece of text replaced."""
+    text = INI.read_text(encoding="utf-8")
+    assert old in text
+    path = directory / "edited.ini"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
 
 
 @webob.dec.wsgify
