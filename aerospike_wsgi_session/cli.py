@@ -10,6 +10,9 @@ store's own operations:
   (:meth:`AerospikeStore.destroy_user`).
 - ``purge --yes``: delete every session of the set (:meth:`AerospikeStore.clear`).
 
+On a cluster with security enabled, ``AEROSPIKE_USER`` and
+``AEROSPIKE_PASSWORD`` give the login, kept off the command line.
+
 Exit codes, for scripts: :data:`EXIT_OK` (0) when the command did its job,
 :data:`EXIT_FAILED` (1) when the check failed or Aerospike failed or could
 not be reached, :data:`EXIT_USAGE` (2) for bad arguments, bad options, or a
@@ -37,12 +40,19 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 HOSTS_VARIABLE = "AEROSPIKE_HOSTS"
+USER_VARIABLE = "AEROSPIKE_USER"
+PASSWORD_VARIABLE = "AEROSPIKE_PASSWORD"
 DEFAULT_HOSTS = "127.0.0.1:3000"
 PROG = "aerospike-wsgi-session"
 #: What servers before Aerospike 7 report instead of ``data_used_bytes``.
 _OLD_SIZE_FIELDS = ("memory_data_bytes", "device_data_bytes")
 
 EPILOG = """\
+environment:
+  AEROSPIKE_HOSTS     the default of --hosts
+  AEROSPIKE_USER      log in as this user (a cluster with security enabled)
+  AEROSPIKE_PASSWORD  that user's password
+
 exit codes:
   0  done; for check, the cluster can keep sessions
   1  the check failed, or Aerospike failed or could not be reached
@@ -123,14 +133,21 @@ def _common_options() -> argparse.ArgumentParser:
 
 def _store(args: argparse.Namespace) -> AerospikeStore:
     # One attempt per call: an operator wants the error, not a fast failure.
-    # TODO: no login options for secured clusters, because the client's
-    # user and password need a safe way in (not the command line).
     return AerospikeStore(
         namespace=args.namespace,
         set=args.set,
         hosts=args.hosts,
         breaker_threshold=0,
+        **_login(),
     )
+
+
+def _login() -> dict[str, Any]:
+    # From the environment, so that no password shows in a process list.
+    user = os.environ.get(USER_VARIABLE)
+    if not user:
+        return {}
+    return {"user": user, "password": os.environ.get(PASSWORD_VARIABLE, "")}
 
 
 def check(store: AerospikeStore, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aerospike_wsgi_session import AerospikeStore
+from aerospike_wsgi_session import AerospikeStore, cli
 from aerospike_wsgi_session.cli import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from aerospike_wsgi_session.store import SessionRecord
 from aerospike_wsgi_session.testing import AerospikeServer, NamespaceConfig
@@ -245,3 +245,16 @@ def test_the_console_script_runs_main() -> None:
     scripts = entry_points(group="console_scripts", name="aerospike-wsgi-session")
 
     assert [script.load() for script in scripts] == [main]
+
+
+def test_the_login_comes_from_the_environment(
+    run: Any, target: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEROSPIKE_USER", "operator")
+    monkeypatch.setenv("AEROSPIKE_PASSWORD", "kept-off-the-command-line")
+
+    store = cli._store(cli.build_parser().parse_args(["check", *target]))
+    code, _, err = run("check", *target)
+
+    assert (store._client_config["user"], code, err) == ("operator", EXIT_OK, "")
+    assert store._client_config["password"] == "kept-off-the-command-line"
