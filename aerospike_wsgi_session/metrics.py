@@ -14,7 +14,9 @@ Prometheus or anything else::
     store = AerospikeStore(set="sessions", metrics_hook=to_statsd)
 
 Counter names: ``loads``, ``misses.<reason>`` (``no_cookie``,
-``bad_signature``, ``unknown``, ``expired``, ``undecodable``), ``saves``,
+``bad_signature``, ``unknown``, ``expired``, ``undecodable``; a record that
+Aerospike expired by its TTL is ``unknown``, as Aerospike cannot tell it from
+one that never existed, and ``expired`` is the ``absolute_timeout``), ``saves``,
 ``creates``, ``touches``, ``deletes``, ``conflicts`` (a save found its
 session ended by another request, or a new id already taken), ``retries``
 (writes retried after "key busy"), ``errors.<kind>`` (``unavailable``,
