@@ -21,6 +21,8 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
+from gunicorn.config import KNOWN_SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BOOT_ATTEMPTS = 300
@@ -88,7 +90,8 @@ def start(
     """Start gunicorn in a process group of its own, on a free port."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(workers), "--chdir", str(chdir), *args]
+    command += ["--workers", str(workers), "--chdir", str(chdir)]
+    command += [*_no_control_socket(), *args]
     with log.open("wb") as output:
         process = subprocess.Popen(
             command,
@@ -99,6 +102,13 @@ def start(
             start_new_session=True,
         )
     return Gunicorn(process, port, log)
+
+
+def _no_control_socket() -> list[str]:
+    # gunicorn 27 opens a control socket at one path in the home directory,
+    # which the tests' servers would share; older ones have none.
+    names = {setting.name for setting in KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
 
 
 def wait_until_ready(server: Gunicorn, workers: int) -> None:
