@@ -10,7 +10,9 @@ setup(
     long_description=long_description,
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=find_packages(include=["aerospike_wsgi_session", "aerospike_wsgi_session.*"]),
+    packages=find_packages(
+        include=["aerospike_wsgi_session", "aerospike_wsgi_session.*"]
+    ),
     package_data={"aerospike_wsgi_session": ["py.typed"]},
     python_requires=">=3.11",
     install_requires=["aerospike>=19,<20", "webob>=1.8"],
@@ -21,7 +23,9 @@ setup(
     },
     entry_points={
         "pytest11": ["aerospike_wsgi_session = aerospike_wsgi_session.testing.plugin"],
-        "paste.filter_app_factory": ["main = aerospike_wsgi_session.paste:filter_app_factory"],
+        "paste.filter_app_factory": [
+            "main = aerospike_wsgi_session.paste:filter_app_factory"
+        ],
         "console_scripts": ["aerospike-wsgi-session = aerospike_wsgi_session.cli:main"],
     },
     classifiers=[
