@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import webob
@@ -136,7 +136,7 @@ def test_a_record_not_written_as_a_session_is_not_loaded(
 class Boom:
     """Unpickling this records that it happened."""
 
-    triggered: list[str] = []
+    triggered: ClassVar[list[str]] = []
 
     def __reduce__(self) -> Any:
         return (Boom.triggered.append, ("unpickled",))
