@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from paste.deploy import loadapp
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPFound
 from pyramid.interfaces import ISession
@@ -16,7 +18,8 @@ from aerospike_wsgi_session.pyramid import PyramidSession
 from aerospike_wsgi_session.testing import AerospikeServer
 from aerospike_wsgi_session.testing.plugin import Hosts
 
-from .helpers import SECRET, set_cookies
+from .deployment import Backend
+from .helpers import OLD_SECRET, SECRET, set_cookies
 
 PREFIX = "aerospike_session."
 
@@ -80,7 +83,17 @@ def pyramid_app(hosts: Hosts, namespace: str, set_name: str, **settings: Any) ->
         "set": set_name,
         **settings,
     }
-    with Configurator(settings={PREFIX + k: v for k, v in options.items()}) as config:
+    return make_pyramid_app({PREFIX + k: v for k, v in options.items()})
+
+
+def paste_main(global_config: dict[str, str], **settings: str) -> Any:
+    """The app factory a Pyramid ini file names."""
+    return make_pyramid_app(settings)
+
+
+def make_pyramid_app(settings: dict[str, Any]) -> Any:
+    """The test views, with these Pyramid settings."""
+    with Configurator(settings=settings) as config:
         config.include("aerospike_wsgi_session.pyramid")
         config.set_default_csrf_options(require_csrf=True)
         for name, view in [
@@ -233,3 +246,39 @@ def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
     response = browser.get("/", status=503)
 
     assert response.headers["Retry-After"] == "7"
+
+
+PYRAMID_INI = """
+[app:main]
+use = call:tests.test_pyramid:paste_main
+aerospike_session.hosts = {hosts}
+aerospike_session.namespace = {namespace}
+aerospike_session.set = {set_name}
+aerospike_session.secret =
+    {secret}
+    {old_secret}
+aerospike_session.httponly = false
+aerospike_session.max_age = 2h
+"""
+
+
+def test_settings_from_a_pyramid_ini_file(
+    tmp_path: Path, aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+) -> None:
+    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
+    ini = tmp_path / "pyramid.ini"
+    ini.write_text(
+        PYRAMID_INI.format(
+            hosts=backend.hosts_text,
+            namespace=aerospike_namespace,
+            set_name=aerospike_set,
+            secret=SECRET,
+            old_secret=OLD_SECRET,
+        )
+    )
+    browser = TestApp(loadapp(f"config:{ini}"))
+
+    cookie = set_cookies(browser.post("/login", {"user": "ada"}))["session"]
+
+    assert (cookie["max-age"], cookie["httponly"]) == ("7200", "")
+    assert browser.get("/").json["user"] == "ada"
