@@ -22,16 +22,17 @@ session saved; a request that fails with any other exception saves nothing.
 When Aerospike fails the request gets the middleware's ``503`` answer,
 unless an exception view of the application renders the error first.
 
-Two limits: response callbacks run after the session was saved, so changes
-they make are lost; and a change made while a streamed body is being sent is
-not saved.
+A change made while a streamed body is sent is saved when the body is
+closed, if the session is stored already (a new one cannot get its cookie
+any more). One limit: response callbacks run after the session was saved,
+so changes they make are lost.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pyramid.config import Configurator  # type: ignore[import-untyped]
@@ -42,7 +43,7 @@ from pyramid.response import Response  # type: ignore[import-untyped]
 from pyramid.tweens import EXCVIEW  # type: ignore[import-untyped]
 from zope.interface import classImplements  # type: ignore[import-untyped]
 
-from .exc import StoreError
+from .exc import SessionError, StoreError
 from .middleware import UNAVAILABLE_BODY, UNAVAILABLE_STATUS, SessionMiddleware
 from .session import Session
 from .settings import parse_settings
@@ -94,21 +95,64 @@ def session_tween_factory(handler: Handler, registry: Any) -> Handler:
     """The tween that loads each request's session and saves it in time."""
     middleware: SessionMiddleware = registry[REGISTRY_KEY]
 
-    # TODO: save what response callbacks and streamed bodies change, because
-    # Pyramid runs both after this tween returned: such changes are lost now.
+    # TODO: save what response callbacks change, because Pyramid runs them
+    # after this tween returned, when the headers are final: it is lost now.
     def session_tween(request: Request) -> Response:
         session = Session(middleware.manager, request.environ)
         request.environ[middleware.environ_key] = session
         try:
             response = handler(request)
-            if session.accessed and _succeeded(request):
+            if not _succeeded(request):
+                return response
+            if session.accessed:
                 headers = list(response.headerlist)
                 response.headerlist = middleware.session_headers(session, headers)
         except StoreError as err:
             return _unavailable(middleware, session, err)
+        if not isinstance(response.app_iter, list | tuple):
+            _save_when_closed(response, middleware, session)
         return response
 
     return session_tween
+
+
+def _save_when_closed(
+    response: Response, middleware: SessionMiddleware, session: Session
+) -> None:
+    """Save what a streamed body changes in the session once it is sent."""
+    length = response.content_length
+    response.app_iter = _ClosingBody(response.app_iter, middleware, session)
+    response.content_length = length
+
+
+class _ClosingBody:
+    """A streamed response body that saves the session when it is closed."""
+
+    def __init__(
+        self, app_iter: Iterable[bytes], middleware: SessionMiddleware, session: Session
+    ) -> None:
+        self._app_iter = app_iter
+        self._manager = middleware.manager
+        self._session = session
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._app_iter)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._app_iter, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._save()
+
+    def _save(self) -> None:
+        if not self._session.accessed:
+            return
+        try:
+            self._manager.save_late(self._session)
+        except SessionError:
+            logger.exception("saving session changes made during the body failed")
 
 
 def _succeeded(request: Request) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPFound
 from pyramid.interfaces import ISession
 from pyramid.request import Request
+from pyramid.response import Response
 from webtest import TestApp
 from zope.interface.verify import verifyObject
 
@@ -69,6 +71,17 @@ def fail(request: Request) -> Any:
     raise RuntimeError("the view broke")
 
 
+def stream(request: Request) -> Any:
+    session = request.session
+
+    def body() -> Iterator[bytes]:
+        yield b"first "
+        session["streamed"] = "during the body"
+        yield b"last"
+
+    return Response(app_iter=body(), content_type="text/plain")
+
+
 def broken(request: Request) -> Any:
     request.response.status_int = 500
     return {"error": str(request.exception)}
@@ -104,6 +117,7 @@ def make_pyramid_app(settings: dict[str, Any]) -> Any:
             ("transfer", transfer),
             ("cart", cart),
             ("fail", fail),
+            ("stream", stream),
         ]:
             config.add_route(name, "/" if name == "home" else f"/{name}")
             config.add_view(view, route_name=name, renderer="json", require_csrf=False)
@@ -235,6 +249,13 @@ def test_a_view_that_fails_saves_nothing(browser: TestApp) -> None:
     browser.get("/fail", status=500)
 
     assert browser.get("/").json["keys"] == ["_f_notice", "user"]
+
+
+def test_a_change_made_while_streaming_is_saved(browser: TestApp) -> None:
+    browser.post("/login", {"user": "ada"})
+
+    assert browser.get("/stream").text == "first last"
+    assert browser.get("/").json["keys"] == ["_f_notice", "streamed", "user"]
 
 
 def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
