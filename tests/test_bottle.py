@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from wsgiref.validate import validator
 
 import bottle
 import pytest
@@ -64,7 +65,7 @@ def test_a_route_without_the_argument_gets_no_session(make_app: MakeApp) -> None
 def test_the_plugin_needs_the_middleware() -> None:
     app = bottle_app()
     app.catchall = False
-    browser = TestApp(app)
+    browser = TestApp(validator(app))
 
     with pytest.raises(RuntimeError, match="wrap the Bottle app in SessionMiddleware"):
         browser.get("/plugin")
@@ -72,7 +73,9 @@ def test_the_plugin_needs_the_middleware() -> None:
 
 def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
     store = AerospikeStore(set="bottle", hosts=aerospike_server.hosts)
-    browser = TestApp(SessionMiddleware(bottle_app(), store, SECRET))
+    browser = TestApp(
+        validator(SessionMiddleware(validator(bottle_app()), store, SECRET))
+    )
     browser.get("/plugin")
     aerospike_server.stop()
 

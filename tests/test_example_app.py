@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from wsgiref.validate import validator
 
 import pytest
 from webtest import TestApp
@@ -25,7 +26,7 @@ import example_app  # noqa: E402
 @pytest.fixture
 def shop(aerospike_hosts: Any, aerospike_namespace: str) -> Any:
     app = example_app.build_app(aerospike_hosts, aerospike_namespace, SECRET)
-    yield TestApp(app)
+    yield TestApp(validator(app))
     app.manager.store.clear()
     app.manager.store.close()
 

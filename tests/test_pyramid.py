@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.validate import validator
 
 import pytest
 from paste.deploy import loadapp
@@ -136,7 +137,7 @@ def make_browser(
         app = pyramid_app(
             aerospike_hosts, aerospike_namespace, aerospike_set, **settings
         )
-        return TestApp(app)
+        return TestApp(validator(app))
 
     return make
 
@@ -162,7 +163,7 @@ def test_request_session_provides_isession(
         )
         app = config.make_wsgi_app()
 
-    TestApp(app).get("/")
+    TestApp(validator(app)).get("/")
 
     assert isinstance(seen[0], PyramidSession)
     assert verifyObject(ISession, seen[0])
@@ -260,7 +261,7 @@ def test_a_change_made_while_streaming_is_saved(browser: TestApp) -> None:
 
 def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
     app = pyramid_app(aerospike_server.hosts, "test", "pyramid", retry_after="7")
-    browser = TestApp(app)
+    browser = TestApp(validator(app))
     browser.post("/login", {"user": "ada"})
     aerospike_server.stop()
 
@@ -297,7 +298,7 @@ def test_settings_from_a_pyramid_ini_file(
             old_secret=OLD_SECRET,
         )
     )
-    browser = TestApp(loadapp(f"config:{ini}"))
+    browser = TestApp(validator(loadapp(f"config:{ini}")))
 
     cookie = set_cookies(browser.post("/login", {"user": "ada"}))["session"]
 
