@@ -19,8 +19,8 @@ Conversions:
   of an object (``package.module:name``); a class named as ``mapper`` is
   instantiated without arguments;
 * client policies: ``total_timeout``, ``socket_timeout``, ``max_retries`` and
-  ``sleep_between_retries`` (milliseconds or counts) apply to every request
-  policy the store sets (read, write, operate, remove);
+  ``sleep_between_retries`` (milliseconds or counts, 0 or more) apply to every
+  request policy the store sets (read, write, operate, remove);
   ``policies.<policy>.<field>`` sets one field of one policy;
 * a few client options by name (``user``, ``password``, ``cluster_name``,
   ``connect_timeout``...), and any other ``aerospike.client`` option as
@@ -28,8 +28,11 @@ Conversions:
   (``client.tls = {"enable": true}``) and as text otherwise.
 
 An unknown option is refused with a :class:`ValueError` that names it, since
-a misspelt option silently ignored is a setting that never applies. No
-error message ever holds the value of a secret or a password.
+a misspelt option silently ignored is a setting that never applies. So is a
+value out of the range the client takes (a negative timeout, no connection
+per node, an empty ``environ_key``): the client would accept it at load and
+refuse every request. No error message ever holds the value of a secret or a
+password.
 """
 
 from __future__ import annotations
@@ -78,6 +81,13 @@ POLICY_FIELDS = POLICY_SHORTCUTS | {
     "records_per_second", "max_concurrent_threads", "respond_all_keys",
     "allow_inline", "allow_inline_ssd", "concurrent",
 }  # fmt: skip
+#: The policy fields that are true or false. The others are whole numbers,
+#: which the client reads unsigned: it takes a negative one when it is
+#: created and then refuses every command that uses the policy.
+BOOLEAN_POLICY_FIELDS = frozenset(
+    {"compress", "deserialize", "durable_delete", "send_set_name"}
+    | {"respond_all_keys", "allow_inline", "allow_inline_ssd", "concurrent"}
+)
 
 CLIENT_PREFIX = "client."
 POLICY_PREFIX = "policies."
@@ -103,6 +113,19 @@ def to_int(option: str, value: Any) -> int:
         return int(str(value).strip())
     except ValueError:
         raise ValueError(f"{option} must be a whole number, not {value!r}") from None
+
+
+def whole_number(least: int, most: int | None = None) -> Converter:
+    """A converter to whole numbers from ``least`` (up to ``most`` if given)."""
+    bounds = f"from {least} to {most}" if most is not None else f"{least} or more"
+
+    def convert_in_range(option: str, value: Any) -> int:
+        number = to_int(option, value)
+        if number < least or (most is not None and number > most):
+            raise ValueError(f"{option} must be a whole number {bounds}, not {value!r}")
+        return number
+
+    return convert_in_range
 
 
 def to_seconds(option: str, value: Any) -> int:
@@ -146,6 +169,14 @@ def to_text(option: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{option} must be text, not {type(value).__name__}")
     return value.strip()
+
+
+def to_required_text(option: str, value: Any) -> str:
+    """Text that is not empty."""
+    text = to_text(option, value)
+    if not text:
+        raise ValueError(f"{option} must not be empty")
+    return text
 
 
 def to_optional_text(option: str, value: Any) -> str | None:
@@ -216,14 +247,14 @@ def to_client_value(option: str, value: Any) -> Any:
         return value.strip()
 
 
-def to_policy_value(option: str, value: Any) -> int | bool:
-    """A policy field: a whole number, or a boolean word."""
-    if isinstance(value, bool | int):
-        return value
-    word = str(value).strip().lower()
-    if word in _TRUE_WORDS - {"1"} or word in _FALSE_WORDS - {"0"}:
-        return to_bool(option, word)
-    return to_int(option, value)
+def policy_converter(policy_field: str) -> Converter:
+    """How the value of the client policy field ``policy_field`` is read."""
+    if policy_field in BOOLEAN_POLICY_FIELDS:
+        return to_bool
+    if policy_field == "read_touch_ttl_percent":
+        # -1 tells the server not to reset the TTL on reads.
+        return whole_number(-1, 100)
+    return whole_number(0)
 
 
 def _refuse_client(option: str, value: Any) -> Any:
@@ -236,8 +267,8 @@ def _refuse_client(option: str, value: Any) -> Any:
 #: The options of :class:`~aerospike_wsgi_session.middleware.SessionMiddleware`.
 MIDDLEWARE_OPTIONS: dict[str, Converter] = {
     "secret": to_secrets,
-    "environ_key": to_text,
-    "cookie_name": to_text,
+    "environ_key": to_required_text,
+    "cookie_name": to_required_text,
     "max_age": optional(to_seconds),
     "path": to_text,
     "domain": to_optional_text,
@@ -262,27 +293,29 @@ MIDDLEWARE_OPTIONS: dict[str, Converter] = {
 #: The options of :class:`~aerospike_wsgi_session.store.AerospikeStore`,
 #: with the client options it passes on.
 STORE_OPTIONS: dict[str, Converter] = {
-    "namespace": to_text,
-    "set": to_text,
+    "namespace": to_required_text,
+    "set": to_required_text,
     "ttl": optional(to_seconds),
     "mapper": to_mapper,
     "client": _refuse_client,
     "metrics_hook": to_object,
-    "breaker_threshold": to_int,
+    "breaker_threshold": whole_number(0),
     "breaker_cooldown": to_float_seconds,
     "hosts": to_hosts,
     "user": to_text,
     "password": to_text,
     "cluster_name": to_text,
     "app_id": to_text,
-    "connect_timeout": to_int,
-    "login_timeout_ms": to_int,
-    "tend_interval": to_int,
-    "max_conns_per_node": to_int,
-    "min_conns_per_node": to_int,
-    "max_socket_idle": to_int,
+    "connect_timeout": whole_number(0),
+    "login_timeout_ms": whole_number(0),
+    # The client refuses a tend interval under 250 ms, and with no connection
+    # per node it could send no command.
+    "tend_interval": whole_number(250),
+    "max_conns_per_node": whole_number(1),
+    "min_conns_per_node": whole_number(0),
+    "max_socket_idle": whole_number(0),
     "rack_aware": to_bool,
-    "rack_id": to_int,
+    "rack_id": whole_number(0),
     "use_services_alternate": to_bool,
 }
 
@@ -344,6 +377,7 @@ def parse_settings(settings: Mapping[str, Any], prefix: str = "") -> SessionSett
         _convert_one(parsed, policies, option, value, prefix)
     if "secret" not in parsed.middleware_options:
         raise ValueError(f"{prefix}secret is required: one secret per line")
+    _check_connection_range(parsed.store_options, prefix)
     if policies:
         parsed.store_options["policies"] = policies
     return parsed
@@ -362,12 +396,13 @@ def _convert_one(
     elif option in STORE_OPTIONS:
         parsed.store_options[option] = STORE_OPTIONS[option](named, value)
     elif option in POLICY_SHORTCUTS:
+        converted = policy_converter(option)(named, value)
         for policy in DEFAULT_POLICIES:
-            policies.setdefault(policy, {})[option] = to_policy_value(named, value)
+            policies.setdefault(policy, {})[option] = converted
     elif option.startswith(POLICY_PREFIX):
         policy, policy_field = _policy_field(option, prefix)
         fields = policies.setdefault(policy, {})
-        fields[policy_field] = to_policy_value(named, value)
+        fields[policy_field] = policy_converter(policy_field)(named, value)
     elif option.startswith(CLIENT_PREFIX) and len(option) > len(CLIENT_PREFIX):
         # TODO: check client.<name> options here, because the client ignores
         # names it does not know and checks values only when it connects.
@@ -375,6 +410,16 @@ def _convert_one(
         parsed.store_options[key] = to_client_value(named, value)
     else:
         raise ValueError(_unknown(option, prefix))
+
+
+def _check_connection_range(store_options: Mapping[str, Any], prefix: str) -> None:
+    least = store_options.get("min_conns_per_node")
+    most = store_options.get("max_conns_per_node")
+    if least is not None and most is not None and least > most:
+        raise ValueError(
+            f"{prefix}min_conns_per_node ({least}) must not be more than "
+            f"{prefix}max_conns_per_node ({most})"
+        )
 
 
 def _policy_field(option: str, prefix: str) -> tuple[str, str]:

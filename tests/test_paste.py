@@ -100,8 +100,28 @@ def test_a_cookie_of_the_older_secret_still_verifies(
         ("cookie_name = sid", "cookie_name = s;d", "cookie name"),
         ("on_store_error = raise", "on_store_error = panic", "on_store_error"),
         (f"    {SECRET_LINE}\n", "    too-short\n", "secret #0"),
+        ("total_timeout = 2000", "total_timeout = -1", "total_timeout"),
+        (
+            "policies.read.max_retries = 2",
+            "policies.read.socket_timeout = -5",
+            "policies.read.socket_timeout",
+        ),
+        ("breaker_threshold = 0", "max_conns_per_node = -3", "max_conns_per_node"),
+        ("cookie_name = sid", "cookie_name = sid\nenviron_key =", "environ_key"),
     ],
-    ids=["duration", "boolean", "unknown", "policy", "cookie", "choice", "secret"],
+    ids=[
+        "duration",
+        "boolean",
+        "unknown",
+        "policy",
+        "cookie",
+        "choice",
+        "secret",
+        "negative-timeout",
+        "negative-policy-field",
+        "negative-count",
+        "empty-environ-key",
+    ],
 )
 def test_a_bad_value_fails_at_load_naming_the_option(
     tmp_path: Path, global_conf: dict[str, str], old: str, new: str, message: str

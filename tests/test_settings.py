@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 import pytest
+from webtest import TestApp
 
 from aerospike_wsgi_session import AerospikeStore, JSONMapper, SessionMiddleware
 from aerospike_wsgi_session.settings import (
@@ -14,8 +15,24 @@ from aerospike_wsgi_session.settings import (
     STORE_OPTIONS,
     parse_settings,
 )
+from aerospike_wsgi_session.testing.plugin import Hosts
 
-from .helpers import OLD_SECRET, SECRET
+from .helpers import OLD_SECRET, SECRET, body_json, session_app
+
+#: The least value each client option or policy field is read with.
+SMALLEST_ACCEPTED = {
+    "total_timeout": "0",
+    "socket_timeout": "0",
+    "max_retries": "0",
+    "sleep_between_retries": "0",
+    "policies.read.read_touch_ttl_percent": "-1",
+    "policies.write.durable_delete": "yes",
+    "max_conns_per_node": "1",
+    "min_conns_per_node": "0",
+    "tend_interval": "250",
+    "login_timeout_ms": "0",
+    "max_socket_idle": "0",
+}
 
 
 def parse(**options: Any) -> dict[str, Any]:
@@ -147,12 +164,51 @@ def test_only_prefixed_names_are_options() -> None:
         ({"policies.read.total_timout": "5"}, "policies.read.total_timout"),
         ({"client": "mine"}, "client"),
         ({"max_agee": "60"}, "did you mean max_age"),
+        ({"socket_timeout": "-1"}, "socket_timeout"),
+        ({"max_retries": "-2"}, "max_retries"),
+        ({"policies.write.sleep_between_retries": "-5"}, "sleep_between_retries"),
+        ({"policies.read.total_timeout": "yes"}, "policies.read.total_timeout"),
+        ({"policies.read.compress": "maybe"}, "policies.read.compress"),
+        ({"policies.read.read_touch_ttl_percent": "101"}, "read_touch_ttl_percent"),
+        ({"max_conns_per_node": "0"}, "max_conns_per_node"),
+        ({"min_conns_per_node": "-1"}, "min_conns_per_node"),
+        ({"min_conns_per_node": "20", "max_conns_per_node": "10"}, "min_conns"),
+        ({"tend_interval": "100"}, "tend_interval"),
+        ({"connect_timeout": "-300"}, "connect_timeout"),
+        ({"rack_id": "-2"}, "rack_id"),
+        ({"breaker_threshold": "-1"}, "breaker_threshold"),
+        ({"environ_key": " "}, "environ_key"),
+        ({"namespace": ""}, "namespace"),
     ],
     ids=lambda value: str(value),
 )
 def test_a_bad_option_is_refused_by_name(options: dict[str, str], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         parse(**options)
+
+
+def test_policy_fields_are_read_as_numbers_or_booleans() -> None:
+    policies = parse(**{"policies.write.durable_delete": "1", "max_retries": "0"})[
+        "policies"
+    ]
+
+    assert policies["write"] == {"durable_delete": True, "max_retries": 0}
+
+
+def test_the_smallest_accepted_values_serve_requests(
+    aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+) -> None:
+    hosts = " ".join(f"{host}:{port}" for host, port in aerospike_hosts)
+    backend = {"hosts": hosts, "namespace": aerospike_namespace, "set": aerospike_set}
+    settings = parse_settings({"secret": SECRET, **backend, **SMALLEST_ACCEPTED})
+    store = settings.make_store()
+    browser = TestApp(settings.wrap(session_app, store))
+
+    browser.get("/set/color", params={"value": "blue"})
+    color = body_json(browser.get("/get/color"))
+    store.close()
+
+    assert color == "blue"
 
 
 def test_a_missing_secret_is_refused() -> None:
