@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from wsgiref.validate import validator
 
 import pytest
 import webob
@@ -29,9 +30,9 @@ def timed(aerospike_server: AerospikeServer) -> Iterator[Any]:
 
     def make(**options: Any) -> TestApp:
         middleware = SessionMiddleware(
-            session_app, store, secret=SECRET, clock=clock, **options
+            validator(session_app), store, secret=SECRET, clock=clock, **options
         )
-        return TestApp(middleware)
+        return TestApp(validator(middleware))
 
     yield make
     store.close()
@@ -274,5 +275,6 @@ def test_any_cookie_header_is_harmless(
 @pytest.fixture
 def raw_app(aerospike_server: AerospikeServer) -> Iterator[TestApp]:
     store = AerospikeStore(set="fuzz", hosts=aerospike_server.hosts)
-    yield TestApp(SessionMiddleware(session_app, store, secret=SECRET), lint=False)
+    middleware = SessionMiddleware(validator(session_app), store, secret=SECRET)
+    yield TestApp(validator(middleware))
     store.close()
