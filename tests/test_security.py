@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 from wsgiref.validate import validator
@@ -270,6 +271,77 @@ def test_any_cookie_header_is_harmless(
     assert response.status_int == 200
     assert body_json(response) is None
     assert aerospike_server.stats["get"] == 0
+
+
+PLANTED_ID = "p" * 43
+PLANTED = Signer(SECRET).sign(PLANTED_ID)
+URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+def near_misses(value: str) -> st.SearchStrategy[str]:
+    """*value* with one character changed, cut short, or with more after it."""
+    spots = st.tuples(st.integers(0, len(value) - 1), st.sampled_from(URLSAFE + "."))
+    flipped = spots.filter(lambda spot: value[spot[0]] != spot[1]).map(
+        lambda spot: value[: spot[0]] + spot[1] + value[spot[0] + 1 :]
+    )
+    cut = st.integers(1, len(value) - 1).map(lambda length: value[:length])
+    longer = st.text(URLSAFE + ".", min_size=1, max_size=20).map(value.__add__)
+    return flipped | cut | longer
+
+
+WELL_SHAPED = st.from_regex(r"\A[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}\Z", fullmatch=True)
+FORGED = WELL_SHAPED | near_misses(PLANTED)
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture
+def planted(make_app: Any) -> str:
+    """The cookie of a stored session whose id the tests know: ``PLANTED``."""
+    client = make_app(id_generator=lambda: PLANTED_ID)
+    assert set_cookies(client.get("/set/name?value=ada"))["session"].value == PLANTED
+    return PLANTED
+
+
+def store_calls(store: AerospikeStore) -> dict[str, float]:
+    """How often each store call was made since the last reset (all are timed)."""
+    counts = store.metrics.snapshot().items()
+    pattern = re.compile(r"latency\.(\w+)\.count")
+    return {m[1]: n for name, n in counts if (m := pattern.fullmatch(name))}
+
+
+@FUZZ
+@given(value=FORGED)
+def test_forged_cookie_is_refused_before_aerospike(
+    value: str, planted: str, make_app: Any, store: AerospikeStore
+) -> None:
+    store.metrics.reset()
+
+    response = make_app().get("/get/name", headers={"Cookie": f"session={value}"})
+
+    assert response.status_int == 200
+    assert body_json(response) is None
+    assert set_cookies(response) == {}
+    assert store_calls(store) == {}
+
+
+@FUZZ
+@given(value=FORGED)
+def test_forged_cookie_id_is_never_adopted(
+    value: str, planted: str, make_app: Any, store: AerospikeStore
+) -> None:
+    store.metrics.reset()
+
+    cookie = {"Cookie": f"session={value}"}
+    response = make_app().get("/set/name?value=eve", headers=cookie)
+
+    issued = set_cookies(response)["session"].value
+    assert response.status_int == 200
+    assert issued.partition(".")[0] not in (value.partition(".")[0], PLANTED_ID)
+    assert store_calls(store) == {"create": 1}
 
 
 @pytest.fixture
