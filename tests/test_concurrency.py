@@ -8,6 +8,7 @@ between loading and working) while another request runs from start to end.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from aerospike_wsgi_session.middleware import UNAVAILABLE_BODY
 from aerospike_wsgi_session.signing import Signer, new_session_id
 from aerospike_wsgi_session.store import BUSY_ATTEMPTS
 from aerospike_wsgi_session.testing import AerospikeServer
+from aerospike_wsgi_session.testing.plugin import HOSTS_VARIABLE
 
 from .helpers import SECRET, body_json, session_app, set_cookies
 
@@ -139,23 +141,51 @@ def stored(store: AerospikeStore, cookie: str) -> dict[str, Any] | None:
     return None if record is None else record.data
 
 
-def hammer(
+def hammer_each(
     client: TestApp, cookie: str, threads: int, repeat: int, path: Callable[[int], str]
-) -> Counter[int]:
+) -> list[list[Any]]:
     """Start ``threads`` browsers at once; each asks for ``path(i)`` ``repeat`` times.
 
-    :returns: how many responses had each status.
+    :returns: the responses of each browser, in the order of ``i``.
     """
     barrier = threading.Barrier(threads, timeout=WAIT_SECONDS)
 
-    def run(number: int) -> Counter[int]:
+    def run(number: int) -> list[Any]:
         agent = browser(client, cookie)
         barrier.wait()
-        responses = (agent.get(path(number), expect_errors=True) for _ in range(repeat))
-        return Counter(response.status_int for response in responses)
+        return [agent.get(path(number), expect_errors=True) for _ in range(repeat)]
 
     with ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(run, range(threads)), Counter())
+        return list(pool.map(run, range(threads)))
+
+
+def hammer(
+    client: TestApp, cookie: str, threads: int, repeat: int, path: Callable[[int], str]
+) -> Counter[int]:
+    """:func:`hammer_each`, counting how many responses had each status."""
+    answers = hammer_each(client, cookie, threads, repeat, path)
+    return Counter(response.status_int for own in answers for response in own)
+
+
+def refusals(answers: list[list[Any]]) -> set[tuple[int, str | None]]:
+    """The status and ``Retry-After`` of each kind of response other than 200."""
+    return {
+        (response.status_int, response.headers.get("Retry-After"))
+        for own in answers
+        for response in own
+        if response.status_int != 200
+    }
+
+
+def allowed_refusals(retry_after: int) -> set[tuple[int, str | None]]:
+    """The refusals a hot session may meet, as status and ``Retry-After``.
+
+    A real cluster may answer "key busy" past the store's bound, which the
+    user sees as the documented 503; the embedded server never does unless a
+    test tells it to.
+    """
+    on_real_cluster = bool(os.environ.get(HOSTS_VARIABLE, "").strip())
+    return {(503, str(retry_after))} if on_real_cluster else set()
 
 
 def data_commands(server: AerospikeServer) -> dict[str, int]:
@@ -385,20 +415,19 @@ def test_two_new_sessions_drawing_one_id_at_once_both_get_their_own(
 def test_two_hundred_writers_on_one_session_finish_without_loss(
     make_app: Any, roomy_store: AerospikeStore
 ) -> None:
-    store = roomy_store
-    app = make_app(store=store)
+    app = make_app(store=roomy_store, retry_after=3)
     cookie = start_session(app, owner="ada")
 
-    statuses = hammer(app, cookie, 200, 3, lambda n: f"/incr/k{n}")
+    answers = hammer_each(app, cookie, 200, 3, lambda n: f"/incr/k{n}")
 
-    # A real server may answer "key busy" past the bound: that request gets
-    # the documented 503 and writes nothing. Nothing else may fail.
-    assert set(statuses) <= {200, 503}
-    errors = {k for k in store.metrics.snapshot() if k.startswith("errors.")}
+    saved = [sum(response.status_int == 200 for response in own) for own in answers]
+    errors = {k for k in roomy_store.metrics.snapshot() if k.startswith("errors.")}
+    assert sum(saved) > 0
+    assert refusals(answers) <= allowed_refusals(retry_after=3)
     assert errors <= {"errors.busy"}
-    data = stored(store, cookie) or {}
-    assert data.pop("owner") == "ada"
-    assert sum(data.values()) == statuses[200]
+    # A refused increment wrote nothing: each key holds its browser's 200s.
+    expected = {f"k{n}": count for n, count in enumerate(saved) if count}
+    assert stored(roomy_store, cookie) == {"owner": "ada", **expected}
 
 
 @pytest.mark.parametrize(
