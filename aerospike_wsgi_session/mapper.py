@@ -44,7 +44,17 @@ _ENCODER = json.JSONEncoder(
 
 
 class Mapper(Protocol):
-    """What the store needs from a mapper; implement it for a custom layout."""
+    """What the store needs from a mapper; implement it for a custom layout.
+
+    The store writes only the bins whose value changed, and removes the bins
+    the new data no longer has; the bin names ``_session``, ``_created`` and
+    ``_user`` are the store's own and refused. Concurrent requests keep each
+    other's changes only per bin: with one bin per session key that is per
+    key, but a mapper that puts the whole session in one bin lets the last
+    save of two concurrent requests win the whole session. The default
+    :class:`JSONMapper` is entry-wise (``entrywise = True``): the store
+    writes single map entries, and keeps every key apart.
+    """
 
     def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Return the bins that hold *data*.

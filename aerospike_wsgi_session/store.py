@@ -42,6 +42,7 @@ import enum
 import logging
 import os
 import random
+import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -60,6 +61,7 @@ from .exc import (
     SessionTooLargeError,
     StoreError,
     StoreUnavailableError,
+    UnencodableValueError,
     WriteInDoubtError,
 )
 from .mapper import JSONMapper, Mapper
@@ -126,6 +128,8 @@ _stores: weakref.WeakSet[AerospikeStore] = weakref.WeakSet()
 
 def _forget_clients_after_fork() -> None:
     for store in list(_stores):
+        # A lock another thread held at the fork stays held in the child.
+        store._client_lock = threading.Lock()
         # A client the application gave is the application's to replace.
         if store._own_client and store._client is not None:
             _never_free(store._client)
@@ -242,6 +246,7 @@ class AerospikeStore:
         self._entrywise = bool(getattr(self.mapper, "entrywise", False))
         self._own_client = client is None
         self._client = client
+        self._client_lock = threading.Lock()
         self._client_config = (
             build_client_config(client_config) if client is None else {}
         )
@@ -257,13 +262,21 @@ class AerospikeStore:
     @property
     def client(self) -> Any:
         """The ``aerospike`` client, created on first use."""
-        if self._client is None:
-            config = self._client_config
-            # Not guarded by the breaker: the call that needs the client was.
-            self._client = self._call(
-                "connect", lambda: aerospike.client(config), guarded=False
-            )
-        return self._client
+        client = self._client
+        if client is None:
+            # Threads of a gthread worker arrive together on its first
+            # requests; each extra client would hold connections and a
+            # tend thread until the process ends.
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._connect()
+                client = self._client
+        return client
+
+    def _connect(self) -> Any:
+        config = self._client_config
+        # Not guarded by the breaker: the call that needs the client was.
+        return self._call("connect", lambda: aerospike.client(config), guarded=False)
 
     def resolve_ttl(self, max_age: int | None) -> int:
         """The TTL to write: ``ttl`` if set, else the cookie's ``max_age``.
@@ -307,8 +320,11 @@ class AerospikeStore:
         payload = {name: bins[name] for name in bins if name not in STORE_BINS}
         try:
             data = self.mapper.from_record(payload)
-        except DecodeError as err:
-            logger.warning("session %s… cannot be decoded: %s", record_key[:8], err)
+        except Exception as err:
+            # Any error of a custom mapper too: a record that does not decode
+            # reads as no session, never as a failed request.
+            reason = err if isinstance(err, DecodeError) else type(err).__name__
+            logger.warning("session %s… cannot be decoded: %s", record_key[:8], reason)
             self.metrics.count("misses.undecodable")
             return None
         return SessionRecord(
@@ -384,7 +400,7 @@ class AerospikeStore:
     ) -> SaveResult:
         if not data and user_id is None:
             return SaveResult.UNCHANGED
-        payload = self.mapper.to_record(data)
+        payload = self._to_record(data)
         bins = {**payload, FORMAT_BIN: FORMAT_VERSION, CREATED_BIN: int(record.created)}
         if user_id is not None:
             bins[USER_BIN] = user_id
@@ -413,11 +429,36 @@ class AerospikeStore:
         assigned: Collection[str] = (),
     ) -> Delta:
         if not self._entrywise:
-            return Delta.between(record.payload, self.mapper.to_record(data), None)
+            return Delta.between(record.payload, self._to_record(data), None)
         if keys is not None:
             data = {key: data[key] for key in keys if key in data}
-        payload = self.mapper.to_record(data)
+        payload = self._to_record(data)
         return Delta.between(record.payload, payload, keys, assigned)
+
+    def _to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The mapper's bins for ``data``, refused when they cannot be stored."""
+        try:
+            payload = self.mapper.to_record(data)
+        except UnencodableValueError:
+            raise
+        except Exception as err:
+            raise self._unencodable(data, err) from err
+        if not STORE_BINS.isdisjoint(payload):
+            taken = sorted(STORE_BINS.intersection(payload))
+            raise ValueError(f"the mapper wrote bins the store keeps: {taken}")
+        return payload
+
+    def _unencodable(
+        self, data: Mapping[str, Any], err: Exception
+    ) -> UnencodableValueError:
+        """Name the key a custom mapper failed on, by encoding keys one by one."""
+        reason = f"{type(err).__name__} from {type(self.mapper).__name__}"
+        for key, value in data.items():
+            try:
+                self.mapper.to_record({key: value})
+            except Exception:
+                return UnencodableValueError(key, value, reason)
+        return UnencodableValueError("(several keys together)", data, reason)
 
     def touch(self, record_key: str, ttl: int) -> bool:
         """Reset a session's TTL without rewriting it. ``False`` if it is gone."""
@@ -448,7 +489,7 @@ class AerospikeStore:
         :raises SessionConflictError: the record kept changing.
         """
         key = self.key(record_key)
-        for _ in range(BUSY_ATTEMPTS):
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
             record = self.load(record_key)
             if record is None:
                 return None
@@ -457,6 +498,7 @@ class AerospikeStore:
                 removed = self._remove(key, policy)
             except aerospike_errors.RecordGenerationError:
                 self.metrics.count("retries")
+                _back_off(attempt)
                 continue
             return record if removed else None
         raise SessionConflictError(
@@ -574,7 +616,7 @@ class AerospikeStore:
                 if attempt == BUSY_ATTEMPTS:
                     break
                 self.metrics.count("retries")
-                time.sleep(random.uniform(0, BUSY_BACKOFF_SECONDS * 2**attempt))
+                _back_off(attempt)
         raise SessionConflictError(
             f"{operation}: the session record stayed busy after {BUSY_ATTEMPTS} tries"
         )
@@ -684,6 +726,9 @@ class Delta:
                 delta._compare_maps(name, stored, value, candidates, forced)
             elif value != stored:
                 delta.writes[name] = value
+        if candidates is None:
+            # A bin the new data no longer has: writing None removes it.
+            delta.writes.update((name, None) for name in old if name not in new)
         return delta
 
     def _compare_maps(
@@ -724,7 +769,11 @@ class Delta:
 
     def apply(self, payload: dict[str, Any]) -> None:
         """Bring a stored payload up to date with this delta, in place."""
-        payload.update(self.writes)
+        for name, value in self.writes.items():
+            if value is None:
+                payload.pop(name, None)
+            else:
+                payload[name] = value
         for name, items in self.puts.items():
             payload.setdefault(name, {}).update(items)
         for name, keys in self.removes.items():
@@ -748,6 +797,11 @@ def payload_size(payload: Mapping[str, Any]) -> int:
         else:
             total += 8
     return total
+
+
+def _back_off(attempt: int) -> None:
+    """Sleep a random while, up to twice as long as after the attempt before."""
+    time.sleep(random.uniform(0, BUSY_BACKOFF_SECONDS * 2**attempt))
 
 
 class _KeyBusy(Exception):

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import threading
 from typing import Any
 
 import pytest
 
 from aerospike_wsgi_session import AerospikeStore, JSONMapper
-from aerospike_wsgi_session.store import SaveResult, SessionRecord, parse_hosts
+from aerospike_wsgi_session.exc import SessionConflictError, UnencodableValueError
+from aerospike_wsgi_session.store import (
+    BUSY_ATTEMPTS,
+    SaveResult,
+    SessionRecord,
+    parse_hosts,
+)
 from aerospike_wsgi_session.testing import AerospikeServer, NamespaceConfig
 
 GENERATION_ERROR = 3
@@ -110,6 +119,22 @@ def test_take_reads_again_when_the_record_changed_in_between(
     assert taken is not None and taken.data == {"a": 1}
     assert store.load("k1") is None
     assert store.metrics.snapshot()["retries"] == 1
+    store.close()
+
+
+def test_take_gives_up_when_the_record_keeps_changing(
+    aerospike_server: AerospikeServer,
+) -> None:
+    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
+    create(store, "k1", {"a": 1})
+    aerospike_server.fail_next(BUSY_ATTEMPTS, GENERATION_ERROR, commands="write")
+
+    with pytest.raises(SessionConflictError):
+        store.take("k1")
+
+    kept = store.load("k1")
+    assert kept is not None and kept.data == {"a": 1}
+    assert store.metrics.snapshot()["retries"] == BUSY_ATTEMPTS
     store.close()
 
 
@@ -252,6 +277,94 @@ def test_custom_mapper(store: AerospikeStore) -> None:
 
     loaded = mapped.load("k1")
     assert loaded is not None and loaded.data == {"shout": "[('A', 'B')]"}
+
+
+class BinPerKeyMapper:
+    """A mapper that is not entry-wise: one bin per session key."""
+
+    def to_record(self, data: Any) -> dict[str, Any]:
+        return {key: json.dumps(value) for key, value in data.items()}
+
+    def from_record(self, bins: Any) -> dict[str, Any]:
+        return {key: json.loads(text) for key, text in bins.items()}
+
+
+def with_mapper(store: AerospikeStore, mapper: Any) -> AerospikeStore:
+    return AerospikeStore(
+        namespace=store.namespace, set=store.set, client=store.client, mapper=mapper
+    )
+
+
+def test_a_deleted_key_stays_deleted_with_a_bin_per_key_mapper(
+    store: AerospikeStore,
+) -> None:
+    mapped = with_mapper(store, BinPerKeyMapper())
+    create(mapped, "k1", {"a": 1, "b": 2})
+    record = mapped.load("k1")
+    assert record is not None
+
+    mapped.save("k1", {"b": 2}, record, ttl=0)
+
+    loaded = mapped.load("k1")
+    assert loaded is not None and loaded.data == {"b": 2}
+
+
+def test_a_mapper_may_not_write_the_store_s_own_bins(store: AerospikeStore) -> None:
+    class UserForging(BinPerKeyMapper):
+        def to_record(self, data: Any) -> dict[str, Any]:
+            return {**super().to_record(data), "_user": "admin"}
+
+    mapped = with_mapper(store, UserForging())
+
+    with pytest.raises(ValueError, match="_user"):
+        create(mapped, "k1", {"a": 1})
+    assert mapped.load("k1") is None
+
+
+def test_a_record_a_custom_mapper_cannot_decode_reads_as_missing(
+    store: AerospikeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Refusing(BinPerKeyMapper):
+        def from_record(self, bins: Any) -> dict[str, Any]:
+            raise ValueError("not mine")
+
+    mapped = with_mapper(store, Refusing())
+    create(mapped, "k1", {"a": 1})
+
+    with caplog.at_level(logging.WARNING, logger="aerospike_wsgi_session"):
+        assert mapped.load("k1") is None
+    assert "cannot be decoded: ValueError" in caplog.text
+    assert mapped.metrics.snapshot()["misses.undecodable"] == 1
+
+
+def test_a_custom_mapper_s_encoding_error_names_the_key(store: AerospikeStore) -> None:
+    mapped = with_mapper(store, BinPerKeyMapper())
+
+    with pytest.raises(UnencodableValueError) as raised:
+        create(mapped, "k1", {"fine": 1, "tags": {"red"}})
+
+    assert raised.value.key == "tags"
+    assert isinstance(raised.value.__cause__, TypeError)
+    assert mapped.load("k1") is None
+
+
+def test_threads_arriving_together_share_one_client(aerospike_hosts: Any) -> None:
+    store = AerospikeStore(hosts=aerospike_hosts)
+    arrived = threading.Barrier(8)
+    clients: list[Any] = []
+
+    def first_request() -> None:
+        arrived.wait()
+        clients.append(store.client)
+
+    threads = [threading.Thread(target=first_request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(clients) == 8 and len({id(client) for client in clients}) == 1
+    store.close()
 
 
 def test_given_client_is_never_closed(store: AerospikeStore) -> None:
