@@ -260,11 +260,15 @@ class _Response:
     def wrap(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
         # A list body runs no more application code: headers can go out now.
         if self._status is not None and type(app_iter) in (list, tuple):
-            if not self.sent:
-                try:
-                    self.send_headers()
-                except StoreError as err:
-                    return self.unavailable(err)
+            if self.sent:
+                # Headers went out through write(): the application is done,
+                # so what it changed since is stored now.
+                self.closed()
+                return app_iter
+            try:
+                self.send_headers()
+            except StoreError as err:
+                return self.unavailable(err)
             return app_iter
         return _ClosingIterator(self, app_iter)
 

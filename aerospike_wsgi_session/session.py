@@ -77,6 +77,7 @@ class Session(MutableMapping[str, Any]):
         self._backend = backend
         self.environ = environ
         self._data: dict[str, Any] | None = None
+        self.modified = False
 
     def __repr__(self) -> str:
         if self._data is None:
