@@ -50,10 +50,10 @@ class SessionTooLargeError(SessionError):
     """
 
     def __init__(self, size: int, limit: int | None = None) -> None:
-        limit_text = f"{limit} bytes" if limit is not None else "the namespace limit"
+        limit_text = f" of {limit} bytes" if limit is not None else ""
         super().__init__(
-            f"the session is {size} bytes encoded, over the record size "
-            f"limit of {limit_text}; nothing was written"
+            f"the session is {size} bytes encoded, over the namespace's record "
+            f"size limit{limit_text}; nothing was written"
         )
         self.size = size
         self.limit = limit

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .cookies import CookieSettings, read_cookie
-from .exc import SessionError, StoreError, StoreUnavailableError
+from .exc import SessionError, StoreError
 from .session import Session
 from .signing import Signer, new_session_id
 from .store import AerospikeStore, SaveResult, SessionRecord
@@ -98,6 +98,11 @@ class SessionManager:
         self.absolute_timeout = absolute_timeout or None
         self.ttl = self.idle_timeout or store.resolve_ttl(cookie.max_age)
         self.metrics = store.metrics
+        if rolling and self.ttl <= 0:
+            logger.warning(
+                "rolling has no effect: records get no TTL from this middleware "
+                "(set max_age, the store's ttl or idle_timeout)"
+            )
 
     def load(self, session: Session) -> None:
         """Fill ``session`` from its cookie and record, or start it empty."""
@@ -298,7 +303,7 @@ class SessionManager:
         key = self.signer.record_key(session.id)
         try:
             extended = self.store.touch(key, self._ttl_for(session.record))
-        except StoreUnavailableError as err:
+        except StoreError as err:
             if not self.degrade:
                 raise
             # Nothing the application did is lost: the session lives out its
@@ -311,7 +316,11 @@ class SessionManager:
         return CookieAction.SET
 
     def _extension_due(self, record: SessionRecord) -> bool:
-        if self.ttl <= 0 or record.ttl < 0:
+        # Without a TTL of ours there is nothing to extend, nor a way to tell
+        # how long ago the last extension was.
+        if self.ttl <= 0:
+            return False
+        if record.ttl < 0:
             return True
         return self.ttl - record.ttl >= self.rolling_interval
 

@@ -97,6 +97,13 @@ class Signer:
 
         if record_key_secret is None:
             keying = secret_list[-1]
+            if len(secret_list) > 1:
+                logger.warning(
+                    "record keys are hashed with the last of %d secrets: dropping "
+                    "it ends every session; pass it as record_key_secret to "
+                    "rotate freely",
+                    len(secret_list),
+                )
         else:
             keying = _secret_bytes(record_key_secret, "record_key_secret")
         self._record_key_key = _derive(keying, _RECORD_KEY_LABEL)
