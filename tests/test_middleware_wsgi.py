@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
@@ -57,6 +57,32 @@ def make_environ(path: str = "/") -> dict[str, Any]:
 
 def wrap(app: Any, store: AerospikeStore, **options: Any) -> Any:
     return validator(SessionMiddleware(validator(app), store, secret=SECRET, **options))
+
+
+def wrap_outside(app: Any, store: AerospikeStore, **options: Any) -> Any:
+    # Only the middleware is validated: wsgiref's validator would hand it an
+    # iterator for the app's list, and these tests are about plain lists.
+    return validator(SessionMiddleware(app, store, secret=SECRET, **options))
+
+
+def closing_app(chunk: Callable[[dict[str, Any]], bytes], closes: list[str]) -> Any:
+    """An app whose body is one chunk ``chunk(environ)``, noting each close()."""
+
+    class Body:
+        def __init__(self, environ: dict[str, Any]) -> None:
+            self.environ = environ
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield chunk(self.environ)
+
+        def close(self) -> None:
+            closes.append("closed")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body(environ)
+
+    return app
 
 
 def counter_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -168,20 +194,11 @@ def test_generator_calling_start_response_lazily(store: AerospikeStore) -> None:
 def test_close_is_called_exactly_once(store: AerospikeStore) -> None:
     closes: list[str] = []
 
-    class Body:
-        def __iter__(self) -> Iterator[bytes]:
-            yield b"body"
-
-        def close(self) -> None:
-            closes.append("closed")
-
-    def app(environ: dict[str, Any], start_response: Any) -> Body:
+    def fill(environ: dict[str, Any]) -> bytes:
         environ["aerospike.session"]["x"] = 1
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return Body()
+        return b"body"
 
-    body = SessionMiddleware(app, store, secret=SECRET)
-    exchange = Exchange(body)
+    exchange = Exchange(wrap(closing_app(fill, closes), store))
     list(exchange.body)
     exchange.body.close()
     exchange.body.close()
@@ -220,21 +237,20 @@ def test_change_after_headers_to_a_new_session_is_logged(
     exchange.body.close()
 
     assert "Set-Cookie" not in dict(exchange.headers)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("after the response headers" in r.getMessage() for r in warnings)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([m for m in warnings if "after the response headers" in m]) == 1
 
 
 def test_list_body_passes_through_untouched(store: AerospikeStore) -> None:
-    body = [b"plain"]
-
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return body
+        return [b"plain"]
 
-    exchange = Exchange(SessionMiddleware(app, store, secret=SECRET))
+    exchange = Exchange(wrap_outside(app, store))
 
-    assert exchange.body is body
     assert exchange.headers == [("Content-Type", "text/plain")]
+    assert list(exchange.body) == [b"plain"]
+    exchange.body.close()
 
 
 def test_list_body_of_a_used_session_is_saved_at_return(store: AerospikeStore) -> None:
@@ -243,10 +259,45 @@ def test_list_body_of_a_used_session_is_saved_at_return(store: AerospikeStore) -
         request.environ["aerospike.session"]["x"] = 1
         return webob.Response("ok")
 
-    exchange = Exchange(SessionMiddleware(app, store, secret=SECRET))
+    exchange = Exchange(wrap_outside(app, store))
 
     assert exchange.status == "200 OK"
     assert stored(store, exchange.cookie()) == {"x": 1}
+    exchange.body.close()
+
+
+def write_then_change(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Write the body through write(), then change the session, then return []."""
+    session = environ["aerospike.session"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"x")
+    session["late"] = 1
+    return []
+
+
+def test_change_after_write_with_a_list_body_is_saved(store: AerospikeStore) -> None:
+    first = Exchange(wrap(counter_app, store))
+    list(first.body)
+    first.body.close()
+
+    second = Exchange(wrap_outside(write_then_change, store), cookie=first.cookie())
+    list(second.body)
+    second.body.close()
+
+    assert second.written == [b"x"]
+    assert stored(store, first.cookie()) == {"count": 1, "late": 1}
+
+
+def test_change_after_write_to_a_new_session_is_logged(
+    store: AerospikeStore, caplog: Any
+) -> None:
+    exchange = Exchange(wrap_outside(write_then_change, store))
+    list(exchange.body)
+    exchange.body.close()
+
+    assert [name for name, _ in exchange.headers if name == "Set-Cookie"] == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([m for m in warnings if "after the response headers" in m]) == 1
 
 
 def test_app_exception_saves_nothing(make_app: Any) -> None:
