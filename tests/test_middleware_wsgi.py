@@ -13,8 +13,13 @@ import pytest
 import webob
 import webob.dec
 
-from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
+from aerospike_wsgi_session import (
+    AerospikeStore,
+    SessionMiddleware,
+    SessionTooLargeError,
+)
 from aerospike_wsgi_session.signing import Signer
+from aerospike_wsgi_session.testing import AerospikeServer
 
 from .helpers import SECRET
 
@@ -83,6 +88,14 @@ def closing_app(chunk: Callable[[dict[str, Any]], bytes], closes: list[str]) -> 
         return Body(environ)
 
     return app
+
+
+@pytest.fixture
+def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
+    """A store with its own client on the test's own embedded server."""
+    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
+    yield store
+    store.close()
 
 
 def counter_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -182,6 +195,27 @@ def test_exc_info_replaces_headers_not_sent_yet(store: AerospikeStore) -> None:
     assert stored(store, exchange.cookie()) == {"tried": True}
 
 
+def test_exc_info_after_the_headers_went_out_is_raised(store: AerospikeStore) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        environ["aerospike.session"]["tried"] = True
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"half a page"
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            headers = [("Content-Type", "text/plain")]
+            start_response("500 Internal Server Error", headers, sys.exc_info())
+
+    exchange = Exchange(wrap(app, store))
+    chunks = iter(exchange.body)
+
+    assert next(chunks) == b"half a page"
+    with pytest.raises(ValueError, match="boom"):
+        next(chunks)
+    exchange.body.close()
+    assert exchange.status == "200 OK"
+
+
 def test_generator_calling_start_response_lazily(store: AerospikeStore) -> None:
     exchange = Exchange(wrap(counter_app, store))
 
@@ -204,6 +238,38 @@ def test_close_is_called_exactly_once(store: AerospikeStore) -> None:
     exchange.body.close()
 
     assert closes == ["closed"]
+
+
+def test_store_down_at_the_first_chunk_closes_once(
+    make_app: Any, server_store: AerospikeStore, aerospike_server: AerospikeServer
+) -> None:
+    closes: list[str] = []
+
+    def read(environ: dict[str, Any]) -> bytes:
+        return str(environ["aerospike.session"].get("name")).encode()
+
+    client = make_app(store=server_store)
+    client.get("/set/name?value=ada")
+    client.app = make_app(closing_app(read, closes), store=server_store).app
+    aerospike_server.stop()
+
+    assert client.get("/", status=503).headers["Retry-After"] == "5"
+    assert closes == ["closed"]
+
+
+def test_oversized_first_chunk_closes_once(make_app: Any) -> None:
+    closes: list[str] = []
+
+    def fill(environ: dict[str, Any]) -> bytes:
+        environ["aerospike.session"]["big"] = "x" * (2 << 20)
+        return b"body"
+
+    client = make_app(closing_app(fill, closes))
+    with pytest.raises(SessionTooLargeError):
+        client.get("/")
+
+    assert closes == ["closed"]
+    assert client.cookies == {}
 
 
 def test_change_after_headers_is_saved_at_close(store: AerospikeStore) -> None:
