@@ -42,7 +42,7 @@ def test_reading_a_new_session_stores_nothing(client: Any, store: Any) -> None:
     assert body_json(response) is None
     assert "Set-Cookie" not in response.headers
     assert response.headers["Vary"] == "Cookie"
-    assert store.client.info_all(f"sets/{store.namespace}/{store.set}")
+    assert store.client.query(store.namespace, store.set).results() == []
 
 
 def test_writing_creates_the_session_and_its_cookie(client: Any, store: Any) -> None:
@@ -307,15 +307,38 @@ def test_unencodable_value_names_the_key_and_writes_nothing(
 
 def test_logs_never_show_cookie_or_id(client: Any, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="aerospike_wsgi_session")
+    forged = Signer(OLD_SECRET).sign("f" * 43)
 
     cookie = set_cookies(client.get("/set/name?value=ada"))["session"].value
-    client.get("/regenerate")
+    renewed = set_cookies(client.get("/regenerate"))["session"].value
     client.get("/invalidate")
+    client.set_cookie("session", forged)
+    client.get("/get/name")
 
-    session_id = cookie.split(".")[0]
-    assert caplog.records
-    assert session_id not in caplog.text
-    assert "ada" not in caplog.text
+    hidden = {"ada", forged, *cookie.split("."), *renewed.split(".")}
+    shown = [r.getMessage() for r in caplog.records]
+    assert len(shown) >= 4
+    assert [(s, m) for s in hidden for m in shown if s in m] == []
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        pytest.param("not-a-session-cookie", id="malformed"),
+        pytest.param(Signer(OLD_SECRET).sign("f" * 43), id="other-key"),
+    ],
+)
+def test_rejected_cookie_is_logged_at_debug_without_its_value(
+    client: Any, caplog: Any, cookie: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aerospike_wsgi_session")
+    client.set_cookie("session", cookie)
+
+    client.get("/get/name")
+
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert [r.levelno for r in rejected] == [logging.DEBUG]
+    assert [r for r in rejected if cookie in r.getMessage()] == []
 
 
 def record_ttl(store: AerospikeStore, cookie_value: str) -> int:
