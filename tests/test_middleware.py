@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -369,6 +370,62 @@ def test_store_ttl_wins_over_max_age(
     cookie = set_cookies(client.get("/set/a?value=1"))["session"]
 
     assert 110 <= record_ttl(store, cookie.value) <= 120
+
+
+#: The TTL Aerospike reports for a record that never expires.
+NEVER = 0xFFFFFFFF
+
+
+def test_store_ttl_zero_leaves_the_namespace_default(
+    make_app: Any, store: AerospikeStore, aerospike_client: Any
+) -> None:
+    own = AerospikeStore(
+        namespace=store.namespace, set=store.set, client=aerospike_client, ttl=0
+    )
+    default = own.check()["default_ttl"] or NEVER
+    client = make_app(store=own, max_age=600)
+
+    cookie = set_cookies(client.get("/set/a?value=1"))["session"]
+
+    assert cookie["max-age"] == "600"
+    assert default - 10 <= record_ttl(store, cookie.value) <= default
+
+
+class DocumentMapper:
+    """Keeps the whole session as JSON text in one bin, ``doc``."""
+
+    def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"doc": json.dumps(dict(data), sort_keys=True)}
+
+    def from_record(self, bins: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(json.loads(bins["doc"]))
+
+
+def test_a_custom_mapper_lays_out_the_records(
+    make_app: Any, store: AerospikeStore, aerospike_client: Any
+) -> None:
+    own = AerospikeStore(
+        namespace=store.namespace,
+        set=store.set,
+        client=aerospike_client,
+        mapper=DocumentMapper(),
+    )
+    client = make_app(store=own)
+    cookie = set_cookies(client.get("/set/name?value=ada"))["session"].value
+    client.get("/set/city?value=paris")
+
+    bins = record_bins(store, cookie)
+    assert json.loads(bins["doc"]) == {"city": "paris", "name": "ada"}
+    assert "data" not in bins
+    assert body_json(client.get("/get/name")) == "ada"
+
+
+def record_bins(store: AerospikeStore, cookie_value: str) -> dict[str, Any]:
+    signer = Signer(SECRET)
+    verified = signer.unsign(cookie_value)
+    assert verified is not None
+    _, _, bins = store.client.get(store.key(signer.record_key(verified[0])))
+    return dict(bins)
 
 
 def test_a_change_resends_a_max_age_cookie(make_app: Any) -> None:
