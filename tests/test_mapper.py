@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import IntEnum
@@ -14,8 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aerospike_wsgi_session import AerospikeStore
 from aerospike_wsgi_session.exc import DecodeError, UnencodableValueError
 from aerospike_wsgi_session.mapper import JSONMapper, Mapper
+from aerospike_wsgi_session.signing import Signer
+
+from .helpers import SECRET, body_json, set_cookies
 
 offsets = st.integers(min_value=-23 * 60, max_value=23 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
@@ -299,3 +305,77 @@ def test_encoding_some_keys_gives_just_their_entries() -> None:
 
     assert mapper.entrywise
     assert mapper.to_record({"b": (2,)}) == {"data": {"b": whole["data"]["b"]}}
+
+
+class WholeJSONMapper:
+    """A custom mapper: the whole session as one JSON text in one bin."""
+
+    def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"blob": json.dumps(dict(data))}
+
+    def from_record(self, bins: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(json.loads(bins["blob"]))
+
+
+class RefusingReader(WholeJSONMapper):
+    def from_record(self, bins: Mapping[str, Any]) -> dict[str, Any]:
+        raise ValueError("not a layout this mapper knows")
+
+
+class PickyWriter(WholeJSONMapper):
+    def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        if "bad" in data:
+            raise TypeError("cannot store 'bad'")
+        return super().to_record(data)
+
+
+MappedStore = Callable[[Mapper], AerospikeStore]
+
+
+@pytest.fixture
+def mapped_store(
+    aerospike_client: Any, aerospike_namespace: str, aerospike_set: str
+) -> MappedStore:
+    """``mapped_store(mapper)``: a store with that mapper on the test's set."""
+
+    def build(mapper: Mapper) -> AerospikeStore:
+        return AerospikeStore(
+            aerospike_namespace, aerospike_set, client=aerospike_client, mapper=mapper
+        )
+
+    return build
+
+
+def test_a_custom_mapper_that_cannot_read_a_record_means_no_session(
+    make_app: Any, mapped_store: MappedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = make_app(store=mapped_store(WholeJSONMapper()))
+    writer.get("/set/name?value=ada")
+    reader = make_app(store=mapped_store(RefusingReader()))
+    reader.cookiejar = writer.cookiejar
+
+    response = reader.get("/get/name")
+
+    assert response.status_int == 200
+    assert body_json(response) is None
+    [warned] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned.name.startswith("aerospike_wsgi_session")
+    assert "ada" not in warned.getMessage()
+    assert body_json(writer.get("/get/name")) == "ada"
+
+
+def test_a_custom_mapper_that_cannot_write_a_value_changes_nothing(
+    make_app: Any, mapped_store: MappedStore
+) -> None:
+    store = mapped_store(PickyWriter())
+    client = make_app(store=store)
+    cookie = set_cookies(client.get("/set/name?value=ada"))["session"].value
+
+    with pytest.raises(UnencodableValueError) as caught:
+        client.get("/set/bad?value=1")
+
+    assert (caught.value.key, type(caught.value.__cause__)) == ("bad", TypeError)
+    signer = Signer(SECRET)
+    session_id = cookie.partition(".")[0]
+    _, meta, bins = store.client.get(store.key(signer.record_key(session_id)))
+    assert (meta["gen"], json.loads(bins["blob"])) == (1, {"name": "ada"})
