@@ -26,7 +26,7 @@ from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
 from .deployment import INI, Backend, edited_ini
-from .gunicorn_helpers import Browser, Gunicorn, GunicornError, serve
+from .gunicorn_helpers import Browser, Gunicorn, GunicornError, Reply, serve
 from .helpers import OLD_SECRET, SECRET
 from .readme_blocks import write_example
 
@@ -185,14 +185,17 @@ def test_concurrent_requests_of_one_session_keep_every_change(
     cookies = logged_in(gunicorn).cookies
     keys = [f"key{number}" for number in range(8)]
 
-    def count_own_key(key: str) -> list[int]:
+    def count_own_key(key: str) -> list[Reply]:
         browser = Browser(gunicorn.port, dict(cookies))
-        return [answer(browser.post(f"/incr/{key}"))[key] for _ in range(10)]
+        return [browser.post(f"/incr/{key}") for _ in range(10)]
 
     with ThreadPoolExecutor(max_workers=len(keys)) as pool:
-        answers = list(pool.map(count_own_key, keys))
+        replies = dict(zip(keys, pool.map(count_own_key, keys), strict=True))
 
-    assert answers == [list(range(1, 11))] * len(keys)
+    counts = [[answer(reply)[key] for reply in replies[key]] for key in keys]
+    workers = {reply.worker for own in replies.values() for reply in own}
+    assert counts == [list(range(1, 11))] * len(keys)
+    assert len(workers) > 1
     final = answer(Browser(gunicorn.port, dict(cookies)).get("/counts"))
     assert final == dict.fromkeys(keys, 10)
 
