@@ -1,23 +1,39 @@
 """What the paste and gunicorn tests share.
 
-The test ini file, the application it serves behind the session filter, and
-the backend the sessions go to.
+The test ini file, the application it serves behind the session filter, the
+backend the sessions go to, and a probe of the store's client for gunicorn.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import webob
 import webob.dec
 
 from aerospike_wsgi_session.testing.plugin import Hosts
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from aerospike_wsgi_session import SessionMiddleware
+
 INI = Path(__file__).parent / "data" / "session.ini"
+
+PIPELINE = "[pipeline:main]\npipeline = session counter\n"
+PROBED_PIPELINE = """[filter:probe]
+use = call:tests.deployment:client_probe_factory
+
+[pipeline:main]
+pipeline = probe session counter
+"""
+
+#: The pid of the process each store client was first seen in, by ``id()``.
+_client_origins: dict[int, int] = {}
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,11 @@ class Backend:
             "aerospike_namespace": self.namespace,
             "aerospike_set": self.set_name,
         }
+
+
+def probed_ini(directory: Path) -> Path:
+    """A copy of the test ini with a :class:`ClientProbe` before the session."""
+    return edited_ini(directory, PIPELINE, PROBED_PIPELINE)
 
 
 def edited_ini(directory: Path, old: str, new: str) -> Path:
@@ -84,3 +105,50 @@ def _answer(request: webob.Request, session: Any) -> webob.Response:
 def app_factory(global_conf: Mapping[str, Any], **local_conf: str) -> Any:
     """The paste app factory of :func:`counter_app`."""
     return counter_app
+
+
+class ClientProbe:
+    """Answers ``GET /client`` before the session middleware; passes on the rest.
+
+    The answer tells whether a worker uses an Aerospike client made in its own
+    process: the worker's pid, the pid of the process that loaded the
+    application (the master under ``--preload``), and the ``id()`` of the
+    store's client with the pid of the process it was first seen in. The
+    client is noted at load too, so the one a preloading master connected to
+    check the store is noted with the master's pid: a worker that kept it
+    would answer that pid for its client.
+    """
+
+    def __init__(self, app: SessionMiddleware) -> None:
+        self.app = app
+        self.store = app.manager.store
+        self.loaded_in = os.getpid()
+        _origin(self.store.client)
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/client":
+            return self.app(environ, start_response)
+        client = self.store.client
+        response = webob.Response(
+            json={
+                "pid": os.getpid(),
+                "loaded_in": self.loaded_in,
+                "client": id(client),
+                "client_made_in": _origin(client),
+            }
+        )
+        response.headers["X-Worker-Pid"] = str(os.getpid())
+        return response(environ, start_response)
+
+
+def _origin(client: Any) -> int:
+    return _client_origins.setdefault(id(client), os.getpid())
+
+
+def client_probe_factory(
+    global_conf: Mapping[str, Any], **local_conf: str
+) -> Callable[[SessionMiddleware], ClientProbe]:
+    """The paste filter factory of :class:`ClientProbe`."""
+    return ClientProbe

@@ -42,6 +42,12 @@ class Gunicorn:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    command: list[str]
+
+    @property
+    def preloaded(self) -> bool:
+        """Whether ``--preload`` made the master load the app before forking."""
+        return "--preload" in self.command
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -101,7 +107,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Gunicorn(process, port, log)
+    return Gunicorn(process, port, log, command)
 
 
 def _no_control_socket() -> list[str]:

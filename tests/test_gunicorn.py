@@ -4,7 +4,9 @@ The test ini (tests/data/session.ini) is served by ``gunicorn --paste``, with
 sync and gthread workers, with and without ``--preload``; the workers use the
 test session's Aerospike backend (the embedded server in this process, or the
 cluster of ``AEROSPIKE_HOSTS``). The ini sets ``check_at_startup``, so with
-``--preload`` the master connects before it forks.
+``--preload`` the master connects before it forks. A probe in front of the
+session filter answers ``/client``: which process made the client a worker
+uses.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from aerospike_wsgi_session import AerospikeStore
 from aerospike_wsgi_session.testing.plugin import Hosts
 from aerospike_wsgi_session.truncate import truncate
 
-from .deployment import INI, Backend, edited_ini
+from .deployment import INI, Backend, edited_ini, probed_ini
 from .gunicorn_helpers import Browser, Gunicorn, GunicornError, Reply, serve
 from .helpers import OLD_SECRET, SECRET
 from .readme_blocks import write_example
@@ -73,9 +75,11 @@ def gunicorn(
     aerospike_namespace: str,
     module_set: str,
 ) -> Iterator[Gunicorn]:
-    """The test ini under gunicorn, in each worker configuration."""
-    args = paste_args(aerospike_hosts, aerospike_namespace, module_set)
-    log = tmp_path_factory.mktemp("gunicorn") / f"{request.param}.log"
+    """The test ini, with the client probe, under gunicorn in each configuration."""
+    directory = tmp_path_factory.mktemp("gunicorn")
+    ini = probed_ini(directory)
+    args = paste_args(aerospike_hosts, aerospike_namespace, module_set, ini)
+    log = directory / f"{request.param}.log"
     with serve([*args, *CONFIGURATIONS[request.param]], log, workers=WORKERS) as server:
         yield server
     # A worker that crashed (one freeing a client it inherited) is logged so.
@@ -91,6 +95,17 @@ def logged_in(server: Gunicorn, user: str = "ada") -> Browser:
 def answer(reply: Any) -> Any:
     assert reply.status == 200, reply.body
     return json.loads(reply.body)
+
+
+def until_two_workers(send: Callable[[], Reply]) -> list[Reply]:
+    """The replies of ``send()``, called until a second worker answered.
+
+    Gives up after :data:`SPREAD_ATTEMPTS` calls.
+    """
+    replies = [send()]
+    while len({r.worker for r in replies}) < 2 and len(replies) < SPREAD_ATTEMPTS:
+        replies.append(send())
+    return replies
 
 
 def test_a_login_is_read_back_at_once(gunicorn: Gunicorn) -> None:
@@ -113,18 +128,27 @@ def test_each_post_is_read_back_by_the_next_get(gunicorn: Gunicorn) -> None:
 
 def test_a_session_is_shared_by_the_workers(gunicorn: Gunicorn) -> None:
     browser = logged_in(gunicorn)
-    first = browser.post("/incr/visits").worker
 
-    workers = {first}
-    for attempt in range(2, SPREAD_ATTEMPTS):
-        reply = browser.post("/incr/visits")
-        assert answer(reply) == {"visits": attempt}
-        workers.add(reply.worker)
-        if len(workers) > 1:
-            break
+    replies = until_two_workers(lambda: browser.post("/incr/visits"))
 
-    assert len(workers) == 2
+    visits = [answer(reply)["visits"] for reply in replies]
+    assert len({reply.worker for reply in replies}) == 2
+    assert visits == list(range(1, len(replies) + 1))
     assert answer(browser.get("/whoami")) == {"user": "ada"}
+
+
+def test_each_worker_uses_a_client_made_in_its_own_process(
+    gunicorn: Gunicorn,
+) -> None:
+    browser = logged_in(gunicorn)
+
+    probes = [answer(r) for r in until_two_workers(lambda: browser.get("/client"))]
+
+    workers = [probe["pid"] for probe in probes]
+    assert len(set(workers)) == 2
+    assert [probe["client_made_in"] for probe in probes] == workers
+    loaded_before_the_fork = {probe["loaded_in"] != probe["pid"] for probe in probes}
+    assert loaded_before_the_fork == {gunicorn.preloaded}
 
 
 def test_counters_of_many_sessions_stay_exact(gunicorn: Gunicorn) -> None:
