@@ -379,3 +379,30 @@ def test_a_custom_mapper_that_cannot_write_a_value_changes_nothing(
     session_id = cookie.partition(".")[0]
     _, meta, bins = store.client.get(store.key(signer.record_key(session_id)))
     assert (meta["gen"], json.loads(bins["blob"])) == (1, {"name": "ada"})
+
+
+class BinPerKeyMapper:
+    """A custom mapper that makes one bin of each session key."""
+
+    def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: json.dumps(value) for key, value in data.items()}
+
+    def from_record(self, bins: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: json.loads(text) for name, text in bins.items()}
+
+
+def test_a_session_key_cannot_become_one_of_the_store_s_own_bins(
+    make_app: Any, mapped_store: MappedStore
+) -> None:
+    # With a bin per key, a key named like the store's user bin would bind
+    # the session to a user of the client's choosing.
+    store = mapped_store(BinPerKeyMapper())
+    client = make_app(store=store)
+    cookie = set_cookies(client.get("/set/name?value=ada"))["session"].value
+
+    with pytest.raises(ValueError, match="_user"):
+        client.get("/set/_user?value=alice")
+
+    session_id = cookie.partition(".")[0]
+    _, _, bins = store.client.get(store.key(Signer(SECRET).record_key(session_id)))
+    assert (bins.get("_user"), json.loads(bins["name"])) == (None, "ada")
