@@ -486,6 +486,7 @@ def test_degraded_session_can_be_neither_ended_nor_moved(
     assert stored(aerospike_server, client) == {"name": "ada"}
 
 
+@pytest.mark.parametrize("code", [9, 8], ids=["timeout", "full"])
 @pytest.mark.parametrize(
     ("policy", "status", "logged_level"),
     [("raise", 503, logging.ERROR), ("degrade", 200, logging.WARNING)],
@@ -497,10 +498,11 @@ def test_a_failed_extension_of_a_rolling_session(
     policy: str,
     status: int,
     logged_level: int,
+    code: int,
 ) -> None:
     client = visit(policy, rolling=True, rolling_interval=0, max_age=600)
     client.get("/set/name?value=ada")
-    aerospike_server.fail_next(1, 9, commands="write")
+    aerospike_server.fail_next(1, code, commands="write")
 
     response = client.get("/get/name", expect_errors=True)
 
