@@ -4,6 +4,7 @@ its answers to broken or unusual clients."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import subprocess
@@ -23,6 +24,7 @@ from aerospike_wsgi_session.testing import (
     NamespaceConfig,
     truncate,
 )
+from aerospike_wsgi_session.testing.plugin import HOSTS_VARIABLE
 
 KEY = ("test", "demo", "k")
 
@@ -158,9 +160,28 @@ def test_truncate_with_lut_spares_later_writes(client: Any, clock: ManualClock) 
     assert [b for _, _, b in client.scan("test", "demo").results()] == [{"v": 2}]
 
 
-def test_truncate_namespace(client: Any) -> None:
+def test_truncate_spares_writes_of_its_own_millisecond(
+    client: Any, clock: ManualClock
+) -> None:
+    client.put(KEY, {"v": 1})
+
+    truncate(client, "test", "demo")
+    assert client.get(KEY)[2] == {"v": 1}
+    clock.advance(0.001)
+    truncate(client, "test", "demo")
+
+    assert client.exists(KEY)[1] is None
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get(HOSTS_VARIABLE, "").strip()),
+    reason="truncates a whole namespace, which on a real cluster wipes the "
+    "data of every other user of it",
+)
+def test_truncate_namespace(client: Any, clock: ManualClock) -> None:
     client.put(("test", "a", 1), {"v": 1})
     client.put(("test", None, 2), {"v": 2})
+    clock.advance(0.001)
 
     truncate(client, "test")
 
@@ -168,11 +189,12 @@ def test_truncate_namespace(client: Any) -> None:
 
 
 def test_client_truncate_from_another_process(
-    aerospike_server: AerospikeServer, client: Any
+    aerospike_server: AerospikeServer, client: Any, clock: ManualClock
 ) -> None:
     # client.truncate() keeps the GIL while it waits, so it can only reach an
     # embedded server that runs in another process.
     client.put(KEY, {"v": 1})
+    clock.advance(0.001)
     code = (
         "import aerospike, sys\n"
         f"c = aerospike.client({{'hosts': {aerospike_server.hosts!r}}})\n"

@@ -11,7 +11,7 @@ import pytest
 from aerospike import exception as ex
 from aerospike import predicates as p
 
-from aerospike_wsgi_session.testing import truncate
+from aerospike_wsgi_session.testing import scan_until, truncate
 
 COLORS = ("red", "green", "blue")
 
@@ -150,7 +150,7 @@ def test_truncate_a_set(
 
     truncate(aerospike_client, aerospike_namespace, aerospike_set)
 
-    assert aerospike_client.scan(aerospike_namespace, aerospike_set).results() == []
+    assert scan_until(aerospike_client, aerospike_namespace, aerospike_set, 0) == []
 
 
 def info_value(client: Any, command: str) -> str:

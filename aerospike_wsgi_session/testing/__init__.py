@@ -49,11 +49,13 @@ from ..truncate import TruncateError, truncate
 from .clock import ManualClock
 from .records import NamespaceConfig
 from .server import AerospikeServer
+from .waiting import scan_until
 
 __all__ = [
     "AerospikeServer",
     "ManualClock",
     "NamespaceConfig",
     "TruncateError",
+    "scan_until",
     "truncate",
 ]

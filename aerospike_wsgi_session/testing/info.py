@@ -133,10 +133,7 @@ class InfoResponder:
         params = parse_params(raw)
         namespace = self._namespace_of(params)
         set_name = params["set"].encode() if params.get("set") else None
-        # Without a lut, records written in the same millisecond as the
-        # truncate go too: a real server spares them, which only makes a
-        # test's "write, truncate, read" sequence flaky.
-        before = int(params["lut"]) if params.get("lut") else None
+        before = int(params["lut"]) if params.get("lut") else self.store.now_ns()
         with self.store.lock:
             count = namespace.truncate(set_name, before)
         logger.debug("truncate of %s removed %d records", raw, count)

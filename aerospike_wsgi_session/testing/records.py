@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 RECORD_OVERHEAD = 54
 BIN_OVERHEAD = 5
 MAX_TTL = 315_360_000
+NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -178,17 +179,21 @@ class Namespace:
             del self.records[digest]
         return len(expired)
 
-    def truncate(self, set_name: bytes | None, before_ns: int | None) -> int:
+    def truncate(self, set_name: bytes | None, before_ns: int) -> int:
         """Delete the records of a set (or all) last updated before a time.
 
+        Times compare in whole milliseconds, as on a real server, so a record
+        written in the cutoff's own millisecond stays.
+
         :param set_name: the set, or ``None`` for the whole namespace.
-        :param before_ns: Unix nanoseconds; ``None`` deletes every record.
+        :param before_ns: the cutoff, in Unix nanoseconds.
         """
+        cutoff_ms = before_ns // NS_PER_MS
         doomed = [
             d
             for d, r in self.records.items()
             if (set_name is None or r.set_name == set_name)
-            and (before_ns is None or r.lut < before_ns)
+            and r.lut // NS_PER_MS < cutoff_ms
         ]
         for digest in doomed:
             del self.records[digest]
