@@ -225,6 +225,19 @@ def test_record_size_limit(
             aerospike_client.put(key("a"), {"b": b"\0" * size})
 
 
+@pytest.mark.parametrize(
+    ("bin_name", "policy"),
+    [("b" * 15, {}), ("b", {"key": aerospike.POLICY_KEY_SEND})],
+    ids=["long-bin-name", "stored-key"],
+)
+def test_bin_names_and_stored_keys_count_towards_the_size(
+    aerospike_client: Any, key: Any, bin_name: str, policy: dict[str, int]
+) -> None:
+    # 1,048,517 bytes is the largest value a bin named "b" takes.
+    with pytest.raises(ex.RecordTooBig):
+        aerospike_client.put(key("a"), {bin_name: b"\0" * 1_048_517}, policy=policy)
+
+
 def test_send_key_stores_the_user_key(aerospike_client: Any, key: Any) -> None:
     policy = {"key": aerospike.POLICY_KEY_SEND}
     # The client sends bytes keys as strings; bytearray keys travel as blobs.

@@ -223,8 +223,7 @@ def _write(
     results = _run_ops(bins, msg)
     if not bins:
         return _write_empty(namespace, record)
-    if record_size(bins) > namespace.config.max_record_size:
-        raise CommandError(RC_TOO_BIG)
+    _check_size(namespace, msg, record, bins)
 
     stored = record or _new_record(namespace, msg)
     _store(stored, msg, bins, store.now_ns())
@@ -263,6 +262,17 @@ def _check_generation(msg: Message, record: Record | None) -> None:
         raise CommandError(RC_GENERATION)
     if msg.info2 & INFO2_GENERATION_GT and msg.generation <= stored:
         raise CommandError(RC_GENERATION)
+
+
+def _check_size(
+    namespace: Namespace,
+    msg: Message,
+    record: Record | None,
+    bins: dict[bytes, Particle],
+) -> None:
+    key = msg.fields.get(FIELD_KEY, record.key if record else None)
+    if record_size(bins, key) > namespace.config.max_record_size:
+        raise CommandError(RC_TOO_BIG)
 
 
 def _write_empty(namespace: Namespace, record: Record | None) -> bytes:

@@ -12,11 +12,12 @@ from .wire import encode_op
 
 logger = logging.getLogger(__name__)
 
-#: Fixed per-record and per-bin storage overhead. Chosen so that a 1 MiB
-#: namespace accepts one bytes bin of 1,048,517 bytes and no more, as a real
-#: 8.x server does.
-RECORD_OVERHEAD = 54
-BIN_OVERHEAD = 5
+#: Storage overhead per record and per bin, besides bin names and a stored
+#: key. A real 8.x server with a 1 MiB limit takes one bytes bin named "b" of
+#: 1,048,517 bytes and no more: 59 bytes in all. How those bytes split
+#: between record and bin is a model.
+RECORD_OVERHEAD = 52
+BIN_OVERHEAD = 6
 MAX_TTL = 315_360_000
 NS_PER_MS = 1_000_000
 
@@ -111,15 +112,20 @@ class Record:
 
     def size(self) -> int:
         """Return the modelled storage size in bytes."""
-        return record_size(self.bins)
+        return record_size(self.bins, self.key)
 
 
-def record_size(bins: dict[bytes, Particle]) -> int:
-    """Return the modelled storage size of a record holding ``bins``.
+def record_size(bins: dict[bytes, Particle], key: bytes | None = None) -> int:
+    """Return the modelled storage size of a record.
+
+    Bin names and a stored user key count, as they do on a real server.
 
     :param bins: the record's bins.
+    :param key: the stored user key field (type byte and value), if any.
     """
-    return RECORD_OVERHEAD + sum(BIN_OVERHEAD + len(p[1]) for p in bins.values())
+    key_size = 0 if key is None else 1 + len(key)
+    bin_sizes = (BIN_OVERHEAD + len(name) + len(p[1]) for name, p in bins.items())
+    return RECORD_OVERHEAD + key_size + sum(bin_sizes)
 
 
 class Namespace:
