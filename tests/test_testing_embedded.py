@@ -16,6 +16,7 @@ from typing import Any
 import aerospike
 import pytest
 from aerospike import exception as ex
+from aerospike_helpers import expressions as exp
 from aerospike_helpers.operations import operations as op
 
 from aerospike_wsgi_session.testing import (
@@ -146,6 +147,19 @@ def test_namespace_default_ttl(aerospike_connect: Any) -> None:
         clock.advance(101)
 
         assert client.exists(KEY)[1] is None
+
+
+def test_filter_expressions_are_refused(aerospike_connect: Any) -> None:
+    # Unsupported: refusing them beats ignoring a filter a real server applies.
+    with AerospikeServer() as server:
+        client = aerospike_connect(server.hosts)
+        client.put(KEY, {"v": 1})
+        policy = {"expressions": exp.Eq(exp.IntBin("v"), 2).compile()}
+
+        with pytest.raises(ex.UnsupportedFeature):
+            client.get(KEY, policy=policy)
+        with pytest.raises(ex.UnsupportedFeature):
+            client.scan("test", "demo").results(policy)
 
 
 def test_truncate_with_lut_spares_later_writes(client: Any, clock: ManualClock) -> None:

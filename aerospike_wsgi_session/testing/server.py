@@ -20,6 +20,7 @@ from .info import InfoResponder
 from .records import NamespaceConfig
 from .store import Store
 from .wire import (
+    FIELD_FILTER_EXP,
     INFO2_WRITE,
     INFO3_LAST,
     MAX_FRAME_SIZE,
@@ -281,12 +282,12 @@ class AerospikeServer:
 
         injected = self._take_fault(kind, bool(msg.info2 & INFO2_WRITE))
         if injected is not None:
-            info3 = INFO3_LAST if kind in _STREAMS else 0
-            return [frame(TYPE_MESSAGE, encode_message(injected, info3=info3))]
-        if kind == "batch":
-            # TODO: batch commands, because nothing in this project sends them.
-            reply = encode_message(RC_UNSUPPORTED, info3=INFO3_LAST)
-            return [frame(TYPE_MESSAGE, reply)]
+            return [_failure(kind, injected)]
+        if kind == "batch" or FIELD_FILTER_EXP in msg.fields:
+            # TODO: batch commands and filter expressions, because nothing in
+            # this project uses them; refused, as ignoring a filter would
+            # answer what a real server filters out.
+            return [_failure(kind, RC_UNSUPPORTED)]
         if kind in _STREAMS:
             return (
                 frame(TYPE_MESSAGE, part) for part in queries.execute(self._store, msg)
@@ -303,6 +304,12 @@ class AerospikeServer:
             self._fault = (count - 1, code, which)
         logger.debug("injected result code %d into a %s command", code, kind)
         return code
+
+
+def _failure(kind: str, rc: int) -> bytes:
+    streamed = kind in _STREAMS or kind == "batch"
+    reply = encode_message(rc, info3=INFO3_LAST if streamed else 0)
+    return frame(TYPE_MESSAGE, reply)
 
 
 def _check_frame(version: int, size: int) -> None:
