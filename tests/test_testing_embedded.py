@@ -7,8 +7,6 @@ import logging
 import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +24,8 @@ from aerospike_wsgi_session.testing import (
     truncate,
 )
 from aerospike_wsgi_session.testing.plugin import HOSTS_VARIABLE
+
+from .test_testing_protocol import proto
 
 KEY = ("test", "demo", "k")
 
@@ -202,24 +202,6 @@ def test_truncate_namespace(client: Any, clock: ManualClock) -> None:
     assert client.scan("test", None).results() == []
 
 
-def test_client_truncate_from_another_process(
-    aerospike_server: AerospikeServer, client: Any, clock: ManualClock
-) -> None:
-    # client.truncate() keeps the GIL while it waits, so it can only reach an
-    # embedded server that runs in another process.
-    client.put(KEY, {"v": 1})
-    clock.advance(0.001)
-    code = (
-        "import aerospike, sys\n"
-        f"c = aerospike.client({{'hosts': {aerospike_server.hosts!r}}})\n"
-        "c.truncate('test', 'demo', 0)\n"
-    )
-
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-    assert client.exists(KEY)[1] is None
-
-
 @pytest.mark.parametrize(
     ("which", "failed"),
     [("all", [True, False]), ("read", [False, True]), ("write", [True, False])],
@@ -332,24 +314,6 @@ def test_clear_wipes_records(aerospike_server: AerospikeServer, client: Any) -> 
     assert client.exists(KEY)[1] is None
 
 
-def test_compressed_requests(client: Any) -> None:
-    bins = {"text": "abc" * 500}
-
-    client.put(KEY, bins, policy={"compress": True})
-
-    assert client.get(KEY, policy={"compress": True})[2] == bins
-
-
-def test_login_is_answered_security_not_enabled(
-    aerospike_server: AerospikeServer, aerospike_connect: Any
-) -> None:
-    client = aerospike_connect(user="someone", password="secret")
-
-    client.put(KEY, {"v": 1})
-
-    assert client.get(KEY)[2] == {"v": 1}
-
-
 def test_cluster_name_must_match(aerospike_connect: Any) -> None:
     with AerospikeServer(cluster_name="prod") as server:
         assert aerospike_connect(server.hosts, cluster_name="prod").is_connected()
@@ -395,12 +359,6 @@ def raw_exchange(port: int, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def proto(version: int, msg_type: int, body: bytes, size: int | None = None) -> bytes:
-    """Build a frame with a chosen header."""
-    word = version << 56 | msg_type << 48 | (len(body) if size is None else size)
-    return struct.pack(">Q", word) + body
-
-
 AS_MSG_HEAD = struct.pack(">BBBBBBIIIHH", 22, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 
 
@@ -431,13 +389,6 @@ def test_bad_input_closes_only_that_connection(
     assert any(reason in record.getMessage() for record in caplog.records)
     client.put(KEY, {"v": 1})
     assert client.get(KEY)[2] == {"v": 1}
-
-
-def test_info_over_a_raw_socket(aerospike_server: AerospikeServer) -> None:
-    answer = raw_exchange(aerospike_server.port, proto(2, 1, b"build\nnope\n"))
-
-    body = answer[8:].decode()
-    assert body == "build\t8.1.2.0\nnope\tERROR:4:unrecognized command\n"
 
 
 def test_manual_clock() -> None:
