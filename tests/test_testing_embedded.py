@@ -77,6 +77,40 @@ def test_write_after_expiry_recreates_at_generation_1(
     assert client.get(KEY)[1:] == ({"gen": 1, "ttl": 4294967295}, {"w": 3})
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda client: client.get(KEY),
+        lambda client: client.touch(KEY, 10),
+        lambda client: client.operate(KEY, [op.read("v")]),
+        lambda client: client.operate(KEY, [op.touch()]),
+        lambda client: client.remove(KEY),
+        lambda client: client.remove(KEY, policy={"gen": aerospike.POLICY_GEN_EQ}),
+    ],
+    ids=["get", "touch", "operate-read", "operate-touch", "remove", "remove-gen"],
+)
+def test_an_expired_record_is_a_missing_one(
+    client: Any, clock: ManualClock, command: Callable[[Any], Any]
+) -> None:
+    client.put(KEY, {"v": 1}, policy={"ttl": 5})
+    clock.advance(6)
+
+    with pytest.raises(ex.RecordNotFound):
+        command(client)
+    assert client.exists(KEY)[1] is None
+
+
+def test_operate_on_an_expired_record_starts_afresh(
+    client: Any, clock: ManualClock
+) -> None:
+    client.put(KEY, {"v": 1, "w": 2}, policy={"ttl": 5})
+    clock.advance(6)
+
+    client.operate(KEY, [op.increment("v", 1)])
+
+    assert client.get(KEY)[1:] == ({"gen": 1, "ttl": 4294967295}, {"v": 1})
+
+
 def test_purge_expired_counts_the_removed_records(
     aerospike_server: AerospikeServer, client: Any, clock: ManualClock
 ) -> None:
@@ -147,6 +181,32 @@ def test_namespace_default_ttl(aerospike_connect: Any) -> None:
         clock.advance(101)
 
         assert client.exists(KEY)[1] is None
+
+
+def test_explicit_namespace_default_ttl(aerospike_connect: Any) -> None:
+    clock = ManualClock()
+    config = NamespaceConfig("test", default_ttl=100)
+    with AerospikeServer(namespaces=[config], clock=clock) as server:
+        client = aerospike_connect(server.hosts)
+        client.put(KEY, {"v": 1}, policy={"ttl": 500})
+        client.put(KEY, {"v": 2}, policy={"ttl": aerospike.TTL_NAMESPACE_DEFAULT})
+        clock.advance(101)
+
+        assert client.exists(KEY)[1] is None
+
+
+def test_namespace_info_shows_its_configuration(aerospike_connect: Any) -> None:
+    config = NamespaceConfig("custom", 300, max_record_size=131_072, nsup_period=10)
+    with AerospikeServer(namespaces=[config]) as server:
+        client = aerospike_connect(server.hosts)
+        raw = client.info_random_node("namespace/custom").split("\t", 1)[1]
+        stats = dict(item.split("=", 1) for item in raw.strip().split(";"))
+
+        assert stats["default-ttl"] == "300"
+        assert stats["max-record-size"] == "131072"
+        assert stats["nsup-period"] == "10"
+        with pytest.raises(ex.RecordTooBig):
+            client.put(("custom", "s", 1), {"b": b"\0" * 131_072})
 
 
 def test_filter_expressions_are_refused(aerospike_connect: Any) -> None:

@@ -162,6 +162,17 @@ def test_ttl_never_expire_and_dont_update(aerospike_client: Any, key: Any) -> No
     assert 490 <= aerospike_client.get(key("a"))[1]["ttl"] <= 500
 
 
+def test_explicit_namespace_default_ttl(aerospike_client: Any, key: Any) -> None:
+    # The namespace's default-ttl is 0 (never expire), as on the real server
+    # these tests were checked against.
+    aerospike_client.put(key("a"), {"v": 1}, policy={"ttl": 500})
+    default = {"ttl": aerospike.TTL_NAMESPACE_DEFAULT}
+
+    aerospike_client.put(key("a"), {"v": 2}, policy=default)
+
+    assert aerospike_client.get(key("a"))[1] == {"gen": 2, "ttl": NEVER}
+
+
 def test_ttl_over_ten_years_is_a_parameter_error(
     aerospike_client: Any, key: Any
 ) -> None:
@@ -183,6 +194,16 @@ def test_remove_deletes_and_checks_the_generation(
     assert aerospike_client.exists(key("a"))[1] is None
     with pytest.raises(ex.RecordNotFound):
         aerospike_client.remove(key("a"))
+
+
+@pytest.mark.filterwarnings("ignore:meta parameter is deprecated")
+def test_remove_with_a_generation_check_on_a_missing_record_is_code_2(
+    aerospike_client: Any, key: Any
+) -> None:
+    policy = {"gen": aerospike.POLICY_GEN_EQ}
+
+    with pytest.raises(ex.RecordNotFound):
+        aerospike_client.remove(key("a"), meta={"gen": 1}, policy=policy)
 
 
 def test_touch_needs_an_existing_record(aerospike_client: Any, key: Any) -> None:
