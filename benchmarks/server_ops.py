@@ -1,8 +1,9 @@
 """Operations per second of the embedded server, through the real client.
 
-Run: ``python benchmarks/server_ops.py [--seconds 2] [--threads 4]``. Each
-figure is one kind of command (get, put, operate) for a fixed time, first on
-one thread, then on several threads sharing one client. The client and the
+Run: ``python benchmarks/server_ops.py [--seconds 2] [--threads 4]
+[--warmup 1]``. Each figure is one kind of command (get, put, operate) for a
+fixed time, first on one thread, then on several threads sharing one client,
+after an unmeasured warm-up run of the same command. The client and the
 server share the process, as they do in a test suite.
 """
 
@@ -62,23 +63,33 @@ def measure(call: Callable[[int], Any], seconds: float, threads: int) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    """Parse the options, start a server and print the figures."""
+def parse_args() -> argparse.Namespace:
+    """Return the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=float, default=1.0)
+    return parser.parse_args()
 
+
+def report(client: Any, args: argparse.Namespace) -> None:
+    """Warm up, measure and print each command, one line per command."""
+    print(f"{'command':<10}{'1 thread':>12}{f'{args.threads} threads':>14}")
+    for name, call in commands(client).items():
+        measure(call, args.warmup, 1)
+        single = measure(call, args.seconds, 1)
+        several = measure(call, args.seconds, args.threads)
+        print(f"{name:<10}{single:>12,.0f}{several:>14,.0f}  ops/s")
+
+
+def main() -> None:
+    """Start a server, fill it and print the figures."""
+    args = parse_args()
     with AerospikeServer() as server:
         client = aerospike.client({"hosts": server.hosts})
-        table = commands(client)
         for i in range(1000):
             client.put((NAMESPACE, SET, i), PAYLOAD)
-        print(f"{'command':<10}{'1 thread':>12}{f'{args.threads} threads':>14}")
-        for name, call in table.items():
-            single = measure(call, args.seconds, 1)
-            several = measure(call, args.seconds, args.threads)
-            print(f"{name:<10}{single:>12,.0f}{several:>14,.0f}  ops/s")
+        report(client, args)
         client.close()
 
 
