@@ -19,7 +19,7 @@ from .cookies import CookieSettings, read_cookie
 from .exc import SessionError, StoreError
 from .session import Session
 from .signing import Signer, new_session_id
-from .store import AerospikeStore, SaveResult, SessionRecord
+from .store import AerospikeStore, Budget, SaveResult, SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class SessionManager:
         read, by the server itself.
     :param absolute_timeout: seconds after its creation at which a session
         ends, however active. Writes never extend the record past it.
+    :param store_budget: the most seconds one request waits for Aerospike,
+        all its calls together; ``None`` for the store's
+        :meth:`~AerospikeStore.default_budget`.
     :param id_generator: makes new session ids.
     :param clock: the current time in Unix seconds.
     """
@@ -75,6 +78,7 @@ class SessionManager:
         degrade: bool = False,
         idle_timeout: int | None = None,
         absolute_timeout: int | None = None,
+        store_budget: float | None = None,
         id_generator: Callable[[], str] = new_session_id,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -97,6 +101,11 @@ class SessionManager:
         self.idle_timeout = idle_timeout or None
         self.absolute_timeout = absolute_timeout or None
         self.ttl = self.idle_timeout or store.resolve_ttl(cookie.max_age)
+        if store_budget is None:
+            store_budget = store.default_budget()
+        elif type(store_budget) not in (int, float) or not store_budget > 0:
+            raise ValueError(f"store_budget must be seconds, not {store_budget!r}")
+        self.store_budget = store_budget
         self.metrics = store.metrics
         if rolling and self.ttl <= 0:
             logger.warning(
@@ -106,13 +115,15 @@ class SessionManager:
 
     def load(self, session: Session) -> None:
         """Fill ``session`` from its cookie and record, or start it empty."""
+        if self.store_budget is not None:
+            session.budget = Budget(self.store_budget)
         verified = self._verify(session.environ)
         if verified is None:
             self._start_new(session)
             return
         session_id, current_key = verified
         try:
-            record = self._load_record(session_id)
+            record = self._load_record(session_id, session.budget)
         except StoreError as err:
             if not self.degrade:
                 raise
@@ -125,13 +136,16 @@ class SessionManager:
             return
         session.start(session_id, record, reissue=not current_key)
 
-    def _load_record(self, session_id: str) -> SessionRecord | None:
+    def _load_record(
+        self, session_id: str, budget: Budget | None
+    ) -> SessionRecord | None:
         record_key = self.signer.record_key(session_id)
-        record = self.store.load(record_key, touch=self.idle_timeout is not None)
+        touch = self.idle_timeout is not None
+        record = self.store.load(record_key, touch=touch, budget=budget)
         if record is not None and self._past_absolute_timeout(record):
             logger.debug("session %s… reached its absolute timeout", session_id[:6])
             self.metrics.count("misses.expired")
-            self.store.destroy(record_key)
+            self.store.destroy(record_key, budget)
             return None
         return record
 
@@ -190,7 +204,7 @@ class SessionManager:
         session is left empty: a logout must not come back under a new id.
         """
         assert session.id is not None
-        latest = self.store.take(self.signer.record_key(session.id))
+        latest = self.store.take(self.signer.record_key(session.id), session.budget)
         if latest is None:
             self._start_new(session)
             return
@@ -210,7 +224,8 @@ class SessionManager:
         """
         if session.id is None or not session.record.stored:
             return True
-        deleted = self.store.destroy(self.signer.record_key(session.id))
+        key = self.signer.record_key(session.id)
+        deleted = self.store.destroy(key, session.budget)
         logger.debug("session %s… destroyed", session.id[:6])
         return deleted
 
@@ -275,6 +290,7 @@ class SessionManager:
             keys=keys,
             assigned=session.assigned_keys,
             user_id=session.user_id,
+            budget=session.budget,
         )
 
     def _update(self, session: Session, keys: Collection[str] | None) -> CookieAction:
@@ -302,7 +318,8 @@ class SessionManager:
         assert session.id is not None
         key = self.signer.record_key(session.id)
         try:
-            extended = self.store.touch(key, self._ttl_for(session.record))
+            ttl = self._ttl_for(session.record)
+            extended = self.store.touch(key, ttl, session.budget)
         except StoreError as err:
             if not self.degrade:
                 raise

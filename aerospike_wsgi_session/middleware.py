@@ -78,6 +78,12 @@ class SessionMiddleware:
         whose session cannot be loaded go on with an empty session that
         refuses writes, leaving the cookie alone.
     :param retry_after: the ``Retry-After`` of that ``503``, in seconds (5).
+    :param store_budget: the most seconds one request waits for Aerospike,
+        all its calls together. Each call waits at most what is left; once it
+        is spent, the next call fails at once as if Aerospike were down.
+        ``None`` (the default): one read's and one write's total timeout of
+        the store's policies, 1 s with its defaults; no budget for a client
+        the application made, whose own timeouts apply.
     :param trust_proxy: with ``secure="auto"``, believe the
         ``X-Forwarded-Proto`` header. Only set it behind a proxy that sets
         that header itself: a client could send it too.
@@ -112,6 +118,7 @@ class SessionMiddleware:
         absolute_timeout: int | None = None,
         on_store_error: Literal["raise", "degrade"] = "raise",
         retry_after: int = 5,
+        store_budget: float | None = None,
         trust_proxy: bool = False,
         record_key_secret: str | bytes | None = None,
         check_at_startup: bool = False,
@@ -146,6 +153,7 @@ class SessionMiddleware:
             degrade=on_store_error == "degrade",
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
+            store_budget=store_budget,
             id_generator=id_generator,
             clock=clock,
         )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .exc import SessionUnavailableError
 
 if TYPE_CHECKING:
-    from .store import SessionRecord
+    from .store import Budget, SessionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Session(MutableMapping[str, Any]):
         "_record",
         "_touched",
         "_user_id",
+        "budget",
         "environ",
         "invalidated",
         "modified",
@@ -78,6 +79,8 @@ class Session(MutableMapping[str, Any]):
         self.environ = environ
         self._data: dict[str, Any] | None = None
         self.modified = False
+        #: The request's time for Aerospike, set by the middleware on first use.
+        self.budget: Budget | None = None
 
     def __repr__(self) -> str:
         if self._data is None:

@@ -283,6 +283,7 @@ MIDDLEWARE_OPTIONS: dict[str, Converter] = {
     "absolute_timeout": optional(to_seconds),
     "on_store_error": to_text,
     "retry_after": to_seconds,
+    "store_budget": optional(to_float_seconds),
     "trust_proxy": to_bool,
     "record_key_secret": optional(to_text),
     "check_at_startup": to_bool,

@@ -47,6 +47,7 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import aerospike
@@ -190,6 +191,23 @@ class SessionRecord:
         return cls(data={}, payload={}, created=created, stored=False)
 
 
+class Budget:
+    """What is left of one request's time for Aerospike, in seconds.
+
+    Each store call given a budget waits at most what is left of it, and
+    spends the time it took; a call made once it is spent fails at once with
+    :class:`~aerospike_wsgi_session.exc.StoreUnavailableError`.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    def __repr__(self) -> str:
+        return f"<Budget {self.left:.3f} s left>"
+
+
 class AerospikeStore:
     """Keeps sessions in an Aerospike set.
 
@@ -250,6 +268,7 @@ class AerospikeStore:
         self._client_config = (
             build_client_config(client_config) if client is None else {}
         )
+        self._longest_total_ms = _longest_total_timeout(self._client_config)
         self.metrics = Metrics(metrics_hook)
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown)
         self.max_record_size: int | None = None
@@ -278,6 +297,20 @@ class AerospikeStore:
         # Not guarded by the breaker: the call that needs the client was.
         return self._call("connect", lambda: aerospike.client(config), guarded=False)
 
+    def default_budget(self) -> float | None:
+        """The time an ordinary request needs: one read and one write.
+
+        The sum of the read and operate policies' total timeouts, in seconds.
+        ``None`` (no budget) for a client given by the application, whose
+        own timeouts apply, or when a policy has no total timeout.
+        """
+        policies = self._client_config.get("policies")
+        if not policies:
+            return None
+        read = policies["read"].get("total_timeout", 0)
+        write = policies["operate"].get("total_timeout", 0)
+        return (read + write) / 1000 if read and write else None
+
     def resolve_ttl(self, max_age: int | None) -> int:
         """The TTL to write: ``ttl`` if set, else the cookie's ``max_age``.
 
@@ -291,7 +324,9 @@ class AerospikeStore:
         """The Aerospike key tuple of a record key."""
         return (self.namespace, self.set, record_key)
 
-    def load(self, record_key: str, *, touch: bool = False) -> SessionRecord | None:
+    def load(
+        self, record_key: str, *, touch: bool = False, budget: Budget | None = None
+    ) -> SessionRecord | None:
         """Read a session, or ``None`` when it does not exist.
 
         A record without the store's format marker, or one the mapper cannot
@@ -299,12 +334,16 @@ class AerospikeStore:
 
         :param touch: reset the record's TTL to the one of its last write,
             in the same round trip (Aerospike's ``read_touch_ttl_percent``).
+        :param budget: the request's time for Aerospike; the other request
+            path methods take it too.
         """
         key = self.key(record_key)
-        policy = _READ_TOUCH if touch else None
+        policy = self._within(budget, "load", _READ_TOUCH if touch else None)
         self.metrics.count("loads")
         try:
-            _, meta, bins = self._call("load", lambda: self.client.get(key, policy))
+            _, meta, bins = self._call(
+                "load", lambda: self.client.get(key, policy), budget=budget
+            )
         except aerospike_errors.RecordNotFound:
             self.metrics.count("misses.unknown")
             return None
@@ -346,6 +385,7 @@ class AerospikeStore:
         keys: Collection[str] | None = None,
         assigned: Collection[str] = (),
         user_id: str | None = None,
+        budget: Budget | None = None,
     ) -> SaveResult:
         """Write what changed in ``data`` since ``record`` was stored.
 
@@ -368,7 +408,7 @@ class AerospikeStore:
             size limit; the stored session is left as it was.
         """
         if not record.stored:
-            return self._create(record_key, data, record, ttl, user_id)
+            return self._create(record_key, data, record, ttl, user_id, budget)
         delta = self._delta(data, record, keys, assigned)
         ops = delta.operations()
         if user_id != record.user_id:
@@ -378,7 +418,12 @@ class AerospikeStore:
         key = self.key(record_key)
         policy = {"exists": aerospike.POLICY_EXISTS_UPDATE, "ttl": ttl}
         try:
-            self._write("save", lambda: self.client.operate(key, ops, policy=policy))
+            self._write(
+                "save",
+                lambda policy: self.client.operate(key, ops, policy=policy),
+                policy,
+                budget,
+            )
         except aerospike_errors.RecordNotFound:
             self.metrics.count("conflicts")
             return SaveResult.GONE
@@ -397,6 +442,7 @@ class AerospikeStore:
         record: SessionRecord,
         ttl: int,
         user_id: str | None,
+        budget: Budget | None,
     ) -> SaveResult:
         if not data and user_id is None:
             return SaveResult.UNCHANGED
@@ -407,7 +453,12 @@ class AerospikeStore:
         key = self.key(record_key)
         policy = {"exists": aerospike.POLICY_EXISTS_CREATE, "ttl": ttl}
         try:
-            self._write("create", lambda: self.client.put(key, bins, policy=policy))
+            self._write(
+                "create",
+                lambda policy: self.client.put(key, bins, policy=policy),
+                policy,
+                budget,
+            )
         except aerospike_errors.RecordExistsError:
             self.metrics.count("conflicts")
             return SaveResult.COLLISION
@@ -460,26 +511,33 @@ class AerospikeStore:
                 return UnencodableValueError(key, value, reason)
         return UnencodableValueError("(several keys together)", data, reason)
 
-    def touch(self, record_key: str, ttl: int) -> bool:
+    def touch(self, record_key: str, ttl: int, budget: Budget | None = None) -> bool:
         """Reset a session's TTL without rewriting it. ``False`` if it is gone."""
         key = self.key(record_key)
         ops = [operations.touch()]
         policy = {"exists": aerospike.POLICY_EXISTS_UPDATE, "ttl": ttl}
         try:
-            self._write("touch", lambda: self.client.operate(key, ops, policy=policy))
+            self._write(
+                "touch",
+                lambda policy: self.client.operate(key, ops, policy=policy),
+                policy,
+                budget,
+            )
         except aerospike_errors.RecordNotFound:
             return False
         self.metrics.count("touches")
         return True
 
-    def destroy(self, record_key: str) -> bool:
+    def destroy(self, record_key: str, budget: Budget | None = None) -> bool:
         """Delete a session. Deleting a missing session is not an error.
 
         :returns: ``False`` when there was no record to delete.
         """
-        return self._remove(self.key(record_key))
+        return self._remove(self.key(record_key), budget=budget)
 
-    def take(self, record_key: str) -> SessionRecord | None:
+    def take(
+        self, record_key: str, budget: Budget | None = None
+    ) -> SessionRecord | None:
         """Read a session and delete it, with nothing written in between.
 
         The delete is guarded by the generation that was read; when another
@@ -490,12 +548,12 @@ class AerospikeStore:
         """
         key = self.key(record_key)
         for attempt in range(1, BUSY_ATTEMPTS + 1):
-            record = self.load(record_key)
+            record = self.load(record_key, budget=budget)
             if record is None:
                 return None
             policy = {"gen": aerospike.POLICY_GEN_EQ, "generation": record.generation}
             try:
-                removed = self._remove(key, policy)
+                removed = self._remove(key, policy, budget)
             except aerospike_errors.RecordGenerationError:
                 self.metrics.count("retries")
                 _back_off(attempt)
@@ -525,10 +583,18 @@ class AerospikeStore:
         return self.mapper.from_record(payload)
 
     def _remove(
-        self, key: tuple[Any, ...], policy: dict[str, Any] | None = None
+        self,
+        key: tuple[Any, ...],
+        policy: dict[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> bool:
         try:
-            self._write("destroy", lambda: self.client.remove(key, policy=policy))
+            self._write(
+                "destroy",
+                lambda policy: self.client.remove(key, policy=policy),
+                policy,
+                budget,
+            )
         except aerospike_errors.RecordNotFound:
             return False
         self.metrics.count("deletes")
@@ -608,10 +674,17 @@ class AerospikeStore:
         if client is not None:
             client.close()
 
-    def _write(self, operation: str, call: Callable[[], T]) -> T:
+    def _write(
+        self,
+        operation: str,
+        send: Callable[[Any], T],
+        policy: dict[str, Any] | None,
+        budget: Budget | None,
+    ) -> T:
         for attempt in range(1, BUSY_ATTEMPTS + 1):
+            capped = self._within(budget, operation, policy)
             try:
-                return self._call(operation, call)
+                return self._call(operation, partial(send, capped), budget=budget)
             except _KeyBusy:
                 if attempt == BUSY_ATTEMPTS:
                     break
@@ -621,8 +694,32 @@ class AerospikeStore:
             f"{operation}: the session record stayed busy after {BUSY_ATTEMPTS} tries"
         )
 
+    def _within(
+        self, budget: Budget | None, operation: str, policy: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The policy of a call, its total timeout cut to what the budget has left.
+
+        :raises StoreUnavailableError: the budget is spent.
+        """
+        if budget is None:
+            return policy
+        left_ms = int(budget.left * 1000)
+        if left_ms <= 0:
+            self.metrics.count("errors.out_of_time")
+            raise StoreUnavailableError(
+                f"{operation}: this request's time for Aerospike is spent"
+            )
+        if left_ms >= self._longest_total_ms > 0:
+            return policy
+        return {**(policy or {}), "total_timeout": left_ms}
+
     def _call(
-        self, operation: str, call: Callable[[], T], *, guarded: bool = True
+        self,
+        operation: str,
+        call: Callable[[], T],
+        *,
+        guarded: bool = True,
+        budget: Budget | None = None,
     ) -> T:
         if guarded and not self.breaker.allow():
             self.metrics.count("errors.circuit_open")
@@ -637,7 +734,10 @@ class AerospikeStore:
             self._failed(err)
             raise self._translate(operation, err) from err
         finally:
-            self.metrics.time(operation, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.time(operation, took)
+            if budget is not None:
+                budget.left -= took
         self.breaker.succeeded()
         return result
 
@@ -879,6 +979,18 @@ def _parse_host(item: Any) -> tuple[str, int]:
         return (str(host), int(port))
     except (TypeError, ValueError):
         raise ValueError(f"hosts: {item!r} is not a host:port") from None
+
+
+def _longest_total_timeout(config: Mapping[str, Any]) -> int:
+    """The longest total timeout of the request policies, in milliseconds.
+
+    A budget with more time left than that changes no call. ``0`` for a
+    client given by the application, whose timeouts are unknown.
+    """
+    policies = config.get("policies")
+    if not policies:
+        return 0
+    return max(int(policies[name].get("total_timeout", 0)) for name in DEFAULT_POLICIES)
 
 
 def _check_failure_options(
