@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 from wsgiref.validate import validator
 
 import pytest
@@ -133,30 +132,6 @@ def test_a_record_not_written_as_a_session_is_not_loaded(
     client.set_cookie("session", Signer(SECRET).sign(planted_id))
 
     assert body_json(client.get("/get/admin")) is None
-
-
-class Boom:
-    """Unpickling this records that it happened."""
-
-    triggered: ClassVar[list[str]] = []
-
-    def __reduce__(self) -> Any:
-        return (Boom.triggered.append, ("unpickled",))
-
-
-def test_pickle_payload_is_never_unpickled(
-    client: TestApp, store: AerospikeStore
-) -> None:
-    cookie = set_cookies(client.get("/set/name?value=ada"))["session"].value
-    record_key = Signer(SECRET).record_key(cookie.partition(".")[0])
-    payload = pickle.dumps(Boom())
-    store.client.put(
-        store.key(record_key),
-        {"data": {"name": payload}, "blob": payload},
-    )
-
-    assert body_json(client.get("/get/name")) is None
-    assert Boom.triggered == []
 
 
 def test_sessions_of_a_user_can_all_be_ended(
