@@ -24,6 +24,9 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 _SIGNATURE_LABEL = b"aerospike-wsgi-session/v1/cookie-signature"
 _RECORD_KEY_LABEL = b"aerospike-wsgi-session/v1/record-key"
 
+# How many record keys a signer remembers; the requests in flight need no more.
+_RECENT_RECORD_KEYS = 1024
+
 
 def new_session_id() -> str:
     """Return a new session id: 256 random bits, 43 urlsafe base64 characters."""
@@ -108,6 +111,8 @@ class Signer:
             keying = _secret_bytes(record_key_secret, "record_key_secret")
         self._record_key_key = _derive(keying, _RECORD_KEY_LABEL)
         self._separate_record_key = record_key_secret is not None
+        # A request asks for its record key at load and again at save.
+        self._recent_record_keys: dict[str, str] = {}
 
     @staticmethod
     def _secret_list(secret: object) -> list[bytes]:
@@ -170,5 +175,11 @@ class Signer:
 
         :param session_id: the session id.
         """
-        message = session_id.encode("utf-8")
-        return _text(hmac.digest(self._record_key_key, message, "sha256"))
+        record_key = self._recent_record_keys.get(session_id)
+        if record_key is None:
+            message = session_id.encode("utf-8")
+            record_key = _text(hmac.digest(self._record_key_key, message, "sha256"))
+            if len(self._recent_record_keys) >= _RECENT_RECORD_KEYS:
+                self._recent_record_keys.clear()
+            self._recent_record_keys[session_id] = record_key
+        return record_key
