@@ -18,7 +18,11 @@ from aerospike_wsgi_session.store import (
     SessionRecord,
     parse_hosts,
 )
-from aerospike_wsgi_session.testing import AerospikeServer, NamespaceConfig
+from aerospike_wsgi_session.testing import (
+    AerospikeServer,
+    NamespaceConfig,
+    scan_until,
+)
 
 GENERATION_ERROR = 3
 
@@ -195,6 +199,8 @@ def test_clear_empties_the_set(store: AerospikeStore) -> None:
 
     store.clear()
 
+    # A real server deletes in the background: wait for the set to settle.
+    assert scan_until(store.client, store.namespace, store.set, 0) == []
     assert store.load("k1") is None
     assert store.load("k2") is None
 
