@@ -20,7 +20,8 @@ one that never existed, and ``expired`` is the ``absolute_timeout``), ``saves``,
 ``creates``, ``touches``, ``deletes``, ``conflicts`` (a save found its
 session ended by another request, or a new id already taken), ``retries``
 (writes retried after "key busy"), ``errors.<kind>`` (``unavailable``,
-``in_doubt``, ``too_big``, ``busy``, ``circuit_open``, ``other``) and
+``in_doubt``, ``too_big``, ``busy``, ``circuit_open``, ``out_of_time``
+(the request's ``store_budget`` was spent), ``other``) and
 ``bytes_written``. Timings are named after the store call (``load``,
 ``save``, ``create``, ``touch``, ``destroy``...) and measured in seconds.
 """

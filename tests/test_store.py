@@ -11,9 +11,14 @@ from typing import Any
 import pytest
 
 from aerospike_wsgi_session import AerospikeStore, JSONMapper
-from aerospike_wsgi_session.exc import SessionConflictError, UnencodableValueError
+from aerospike_wsgi_session.exc import (
+    SessionConflictError,
+    StoreUnavailableError,
+    UnencodableValueError,
+)
 from aerospike_wsgi_session.store import (
     BUSY_ATTEMPTS,
+    Budget,
     SaveResult,
     SessionRecord,
     parse_hosts,
@@ -459,3 +464,29 @@ def test_child_process_gets_its_own_client(
 
 def test_json_mapper_is_the_default() -> None:
     assert isinstance(AerospikeStore(client=object()).mapper, JSONMapper)
+
+
+def test_a_spent_budget_fails_at_once_without_asking_aerospike(
+    store: AerospikeStore,
+) -> None:
+    create(store, "k1", {"a": 1})
+
+    with pytest.raises(StoreUnavailableError, match="time for Aerospike is spent"):
+        store.load("k1", budget=Budget(0))
+
+    counted = store.metrics.snapshot()
+    assert counted["errors.out_of_time"] == 1
+    assert "latency.load.count" not in counted
+
+
+def test_a_budget_is_spent_by_the_calls_made_with_it(store: AerospikeStore) -> None:
+    create(store, "k1", {"a": 1})
+    budget = Budget(1.0)
+
+    store.load("k1", budget=budget)
+    store.destroy("k1", budget=budget)
+
+    took = store.metrics.snapshot()
+    assert budget.left == pytest.approx(
+        1.0 - took["latency.load.total"] - took["latency.destroy.total"]
+    )
