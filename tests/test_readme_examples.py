@@ -41,3 +41,20 @@ def test_the_example_counts_visits(
     browser.get("/")
 
     assert browser.get("/").json == second_page
+
+
+def test_the_plain_wsgi_example_counts_visits(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    aerospike_hosts: Hosts,
+    aerospike_namespace: str,
+    aerospike_set: str,
+) -> None:
+    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
+    example = write_example(tmp_path, "# wsgi_app.py", backend)
+    monkeypatch.setenv("SESSION_SECRET", SECRET)
+
+    browser = TestApp(runpy.run_path(str(example), run_name="example")["application"])
+    browser.get("/")
+
+    assert browser.get("/").text == "visit number 2"
