@@ -320,7 +320,7 @@ def test_a_save_after_the_session_ended_brings_nothing_back(
 def test_a_rolling_touch_after_logout_brings_nothing_back(
     make_app: Any, gate: Gate, store: AerospikeStore
 ) -> None:
-    rolling = make_app(gated_app(gate), rolling=True)
+    rolling = make_app(gated_app(gate), rolling=True, rolling_interval=0, max_age=600)
     cookie, late, _ = duel(
         rolling, gate, {"user": "ada"}, "/get/user?hold=after", "/invalidate"
     )
