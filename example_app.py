@@ -31,7 +31,7 @@ PAGE = """<!doctype html>
 <title>Aerospike session shop</title>
 <h1>Hello, {user}</h1>
 {flash}
-<p>You have visited this page {visits} times.</p>
+<p>Visits to this page: {visits}.</p>
 <p>Your cart: {cart}</p>
 <form method="post" action="/cart">{buttons}</form>
 <form method="post" action="{auth_action}">{auth_field}
