@@ -115,8 +115,8 @@ class SessionManager:
 
     def load(self, session: Session) -> None:
         """Fill ``session`` from its cookie and record, or start it empty."""
-        if self.store_budget is not None:
-            session.budget = Budget(self.store_budget)
+        budget = self.store_budget
+        session.budget = None if budget is None else Budget(budget)
         verified = self._verify(session.environ)
         if verified is None:
             self._start_new(session)

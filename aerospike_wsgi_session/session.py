@@ -79,8 +79,8 @@ class Session(MutableMapping[str, Any]):
         self.environ = environ
         self._data: dict[str, Any] | None = None
         self.modified = False
-        #: The request's time for Aerospike, set by the middleware on first use.
-        self.budget: Budget | None = None
+        # The request's time for Aerospike: set by the manager on first use.
+        self.budget: Budget | None
 
     def __repr__(self) -> str:
         if self._data is None:
