@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -162,13 +162,36 @@ class Reply:
         """The pid of the worker that answered (the test app's header)."""
         return int(self.headers["X-Worker-Pid"])
 
+    def set_cookies(self) -> dict[str, Morsel[str]]:
+        """The cookies the response sets, by name, parsed."""
+        jar: SimpleCookie = SimpleCookie()
+        for header in self.headers.get_all("Set-Cookie") or []:
+            jar.load(header)
+        return dict(jar)
+
 
 @dataclass
 class Browser:
-    """An HTTP client that keeps cookies, one new connection per request."""
+    """An HTTP client that keeps cookies.
+
+    Each request opens a connection of its own, unless ``keep_alive`` is
+    set: then one connection carries the requests, opened again only after
+    the server closed it (gunicorn's sync workers close it after each
+    response). Close a keep-alive browser, or use it as a context manager.
+    """
 
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    keep_alive: bool = False
+    _connection: http.client.HTTPConnection | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
@@ -177,17 +200,31 @@ class Browser:
         return self.request("POST", path, urlencode(form or {}).encode())
 
     def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
-        connection = http.client.HTTPConnection(
-            "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
-        )
+        connection = self._open()
         try:
             connection.request(method, path, body, self._headers(body))
             response = connection.getresponse()
             reply = Reply(response.status, response.headers, response.read())
-        finally:
-            connection.close()
+        except BaseException:
+            self.close()
+            raise
+        if not self.keep_alive:
+            self.close()
         self._keep_cookies(reply)
         return reply
+
+    def close(self) -> None:
+        """Close the connection, if one is open."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(
+                "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
+            )
+        return self._connection
 
     def _headers(self, body: bytes | None) -> dict[str, str]:
         headers = {}
@@ -198,11 +235,8 @@ class Browser:
         return headers
 
     def _keep_cookies(self, reply: Reply) -> None:
-        for header in reply.headers.get_all("Set-Cookie") or []:
-            jar: SimpleCookie = SimpleCookie()
-            jar.load(header)
-            for name, morsel in jar.items():
-                if morsel["max-age"] == "0" or not morsel.value:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
+        for name, morsel in reply.set_cookies().items():
+            if morsel["max-age"] == "0" or not morsel.value:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = morsel.value
