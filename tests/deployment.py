@@ -6,6 +6,7 @@ backend the sessions go to, and a probe of the store's client for gunicorn.
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import webob
 import webob.dec
 
+from aerospike_wsgi_session.signing import Signer
 from aerospike_wsgi_session.testing.plugin import Hosts
 
 if TYPE_CHECKING:
@@ -57,6 +59,17 @@ class Backend:
         }
 
 
+def ini_signer(ini: Path = INI) -> Signer:
+    """A signer with the secrets of the ini's session filter.
+
+    It reads cookie values the served application issued and finds the
+    record keys behind them.
+    """
+    parser = configparser.RawConfigParser()
+    parser.read(ini, encoding="utf-8")
+    return Signer(parser["filter:session"]["secret"].split())
+
+
 def probed_ini(directory: Path) -> Path:
     """A copy of the test ini with a :class:`ClientProbe` before the session."""
     return edited_ini(directory, PIPELINE, PROBED_PIPELINE)
@@ -73,13 +86,15 @@ def edited_ini(directory: Path, old: str, new: str) -> Path:
 
 @webob.dec.wsgify
 def counter_app(request: webob.Request) -> webob.Response:
-    """Log in, count, and tell which worker answered.
+    """Log in, count, forget, log out, and tell which worker answered.
 
     ``POST /login`` (form field ``user``) moves the session to a new id and
     remembers the user; ``GET /whoami`` answers it; ``POST /incr/<key>``
-    adds one to a counter and answers its value; ``GET /counts`` answers
-    every counter; ``GET /ping`` leaves the session alone. Each response
-    names the worker's pid in ``X-Worker-Pid``.
+    adds one to a counter, stores each form field as given, and answers the
+    counter's value; ``POST /delete/<key>`` removes a key; ``POST /logout``
+    ends the session; ``GET /counts`` answers every key but the user;
+    ``GET /ping`` leaves the session alone. Each response names the worker's
+    pid in ``X-Worker-Pid``.
     """
     response = _answer(request, request.environ["aerospike.session"])
     response.headers["X-Worker-Pid"] = str(os.getpid())
@@ -95,8 +110,15 @@ def _answer(request: webob.Request, session: Any) -> webob.Response:
     if action == "whoami":
         return webob.Response(json={"user": session.get("user")})
     if action == "incr" and request.method == "POST":
+        for name, value in request.POST.items():
+            session[name] = value
         session[key] = session.get(key, 0) + 1
         return webob.Response(json={key: session[key]})
+    if action == "delete" and request.method == "POST":
+        return webob.Response(json={key: session.pop(key, None)})
+    if action == "logout" and request.method == "POST":
+        session.invalidate()
+        return webob.Response(json={"user": None})
     if action == "counts":
         return webob.Response(json={k: v for k, v in session.items() if k != "user"})
     return webob.Response("pong")
