@@ -12,22 +12,26 @@ uses.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aerospike_wsgi_session import AerospikeStore
-from aerospike_wsgi_session.testing.plugin import Hosts
+from aerospike_wsgi_session.testing.plugin import HOSTS_VARIABLE, Hosts
 from aerospike_wsgi_session.truncate import truncate
 
-from .deployment import INI, Backend, edited_ini, probed_ini
+from .deployment import INI, Backend, edited_ini, ini_signer, probed_ini
 from .gunicorn_helpers import Browser, Gunicorn, GunicornError, Reply, serve
 from .helpers import OLD_SECRET, SECRET
 from .readme_blocks import write_example
@@ -48,6 +52,14 @@ CRASHED = re.compile(r"was sent SIG(SEGV|ABRT|BUS|ILL|FPE)")
 #: Requests sent until a second worker answered; far more than ever needed.
 SPREAD_ATTEMPTS = 200
 
+#: Clients of one session at once in a concurrency run, and the requests
+#: each sends before another request cuts in, and again after it answered.
+CLIENTS = 6
+ROUNDS = 10
+#: The most requests one client sends in a run, if the cut-in never answers.
+MOST_TURNS = 400
+WAIT_SECONDS = 30
+
 
 @pytest.fixture(scope="module")
 def module_set(aerospike_client: Any, aerospike_namespace: str) -> Iterator[str]:
@@ -55,6 +67,16 @@ def module_set(aerospike_client: Any, aerospike_namespace: str) -> Iterator[str]
     name = f"g{uuid.uuid4().hex[:20]}"
     yield name
     truncate(aerospike_client, aerospike_namespace, name)
+
+
+@pytest.fixture(scope="module")
+def module_store(
+    aerospike_client: Any, aerospike_namespace: str, module_set: str
+) -> AerospikeStore:
+    """A store on the set the module's servers keep their sessions in."""
+    return AerospikeStore(
+        namespace=aerospike_namespace, set=module_set, client=aerospike_client
+    )
 
 
 def paste_args(
@@ -222,6 +244,219 @@ def test_concurrent_requests_of_one_session_keep_every_change(
     assert len(workers) > 1
     final = answer(Browser(gunicorn.port, dict(cookies)).get("/counts"))
     assert final == dict.fromkeys(keys, 10)
+
+
+# The concurrency rules across processes: each client of a run keeps one
+# connection alive (the sync workers close it after every response), so the
+# requests of one session meet in different workers at once.
+
+
+@dataclass
+class Run:
+    """What the clients of one session got, and the request that cut in.
+
+    ``before`` holds, per client, the replies to requests sent before the
+    cut-in request had answered; ``after``, those sent once it had.
+    """
+
+    before: list[list[Reply]]
+    after: list[list[Reply]]
+    cut_in: Reply | None
+
+    @property
+    def replies(self) -> list[list[Reply]]:
+        """Each client's replies, in the order it sent the requests."""
+        return [own + later for own, later in zip(self.before, self.after, strict=True)]
+
+    @property
+    def workers(self) -> set[int]:
+        return {reply.worker for own in self.replies for reply in own}
+
+    @property
+    def statuses(self) -> set[int]:
+        return {reply.status for own in self.replies for reply in own}
+
+    def own_counts(self) -> dict[str, int]:
+        """Each client's own key, with the number of its requests answered 200."""
+        saved = [sum(reply.status == 200 for reply in own) for own in self.replies]
+        return {own_key(client): count for client, count in enumerate(saved) if count}
+
+
+def own_key(client: int) -> str:
+    return f"own{client}"
+
+
+def increment_own_key(browser: Browser, client: int, turn: int) -> Reply:
+    return browser.post(f"/incr/{own_key(client)}")
+
+
+def spread_browsers(server: Gunicorn, cookies: dict[str, str]) -> list[Browser]:
+    """:data:`CLIENTS` keep-alive browsers, their connections spread over workers.
+
+    A gthread worker keeps answering the connection it accepted, and one idle
+    worker may accept every connection opened at once. So the browsers
+    connect one by one, each pinging on a new connection until a worker
+    with fewer than its share answers, at most :data:`SPREAD_ATTEMPTS` times.
+    """
+    share = -(-CLIENTS // WORKERS)
+    held: Counter[int] = Counter()
+    browsers = []
+    for _ in range(CLIENTS):
+        browser = Browser(server.port, dict(cookies), keep_alive=True)
+        for _ in range(SPREAD_ATTEMPTS):
+            worker = browser.get("/ping").worker
+            if held[worker] < share:
+                break
+            browser.close()
+        held[worker] += 1
+        browsers.append(browser)
+    return browsers
+
+
+def crowd(
+    server: Gunicorn,
+    cookies: dict[str, str],
+    send: Callable[[Browser, int, int], Reply],
+    cut_in: Callable[[Browser], Reply] | None = None,
+) -> Run:
+    """:data:`CLIENTS` clients of one session, sending at once.
+
+    Each client calls ``send(browser, client, turn)`` over its own keep-alive
+    connection (see :func:`spread_browsers`), :data:`ROUNDS` times. Once they
+    all have, ``cut_in`` is sent from another browser with the same cookies
+    while they go on; each client stops :data:`ROUNDS` requests after it
+    answered (or after :data:`MOST_TURNS` in all).
+    """
+    browsers = spread_browsers(server, cookies)
+    started = threading.Barrier(CLIENTS, timeout=WAIT_SECONDS)
+    warmed_up = threading.Semaphore(0)
+    answered = threading.Event()
+
+    def client(number: int) -> tuple[list[Reply], list[Reply]]:
+        before: list[Reply] = []
+        after: list[Reply] = []
+        with browsers[number] as browser:
+            started.wait()
+            for turn in range(MOST_TURNS):
+                late = answered.is_set()
+                (after if late else before).append(send(browser, number, turn))
+                if turn + 1 == ROUNDS:
+                    warmed_up.release()
+                if len(after) == ROUNDS:
+                    break
+        return before, after
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        futures = [pool.submit(client, number) for number in range(CLIENTS)]
+        ready = all(warmed_up.acquire(timeout=WAIT_SECONDS) for _ in futures)
+        try:
+            reply = cut_in(Browser(server.port, dict(cookies))) if cut_in else None
+        finally:
+            answered.set()
+        before, after = zip(*(future.result() for future in futures), strict=True)
+
+    assert ready, "the clients never sent their first rounds"
+    return Run(list(before), list(after), reply)
+
+
+def allowed_statuses() -> set[int]:
+    """200, and on a real cluster the 503 of a record that stayed busy."""
+    on_a_cluster = bool(os.environ.get(HOSTS_VARIABLE, "").strip())
+    return {200, 503} if on_a_cluster else {200}
+
+
+def session_id(cookie_value: str) -> str | None:
+    """The session id a cookie value of the test ini carries."""
+    verified = ini_signer().unsign(cookie_value)
+    return None if verified is None else verified[0]
+
+
+def record_key(cookie_value: str) -> str:
+    """The key of the record behind a cookie value of the test ini."""
+    signer = ini_signer()
+    verified = signer.unsign(cookie_value)
+    assert verified is not None, "the cookie is not signed with the ini's secret"
+    return signer.record_key(verified[0])
+
+
+def stored(store: AerospikeStore, cookie_value: str) -> dict[str, Any] | None:
+    """The session data behind a cookie value; ``None`` when there is none."""
+    record = store.load(record_key(cookie_value))
+    return None if record is None else record.data
+
+
+def record_exists(store: AerospikeStore, cookie_value: str) -> bool:
+    """Whether any record is behind a cookie value, even one the store refuses."""
+    _, meta = store.client.exists(store.key(record_key(cookie_value)))
+    return meta is not None
+
+
+def test_concurrent_writes_of_one_key_keep_the_last_and_every_own_count(
+    gunicorn: Gunicorn, module_store: AerospikeStore
+) -> None:
+    cookies = logged_in(gunicorn).cookies
+
+    def set_shared_and_count(browser: Browser, client: int, turn: int) -> Reply:
+        form = {"shared": f"{client}-{turn}"}
+        return browser.post(f"/incr/{own_key(client)}", form)
+
+    run = crowd(gunicorn, cookies, set_shared_and_count)
+
+    record = stored(module_store, cookies["sid"])
+    assert record is not None
+    # Each client waits for an answer before it sends again, so the save
+    # that came last is the last one some client got a 200 for.
+    saved_turns = [
+        [turn for turn, reply in enumerate(own) if reply.status == 200]
+        for own in run.replies
+    ]
+    last_saved = {f"{n}-{turns[-1]}" for n, turns in enumerate(saved_turns) if turns}
+    assert record.pop("shared") in last_saved
+    assert record == {"user": "ada", **run.own_counts()}
+    assert run.statuses <= allowed_statuses()
+    assert len(run.workers) > 1
+
+
+def test_a_key_deleted_among_concurrent_writes_stays_deleted(
+    gunicorn: Gunicorn, module_store: AerospikeStore
+) -> None:
+    browser = logged_in(gunicorn)
+    browser.post("/incr/cart")
+
+    run = crowd(
+        gunicorn, browser.cookies, increment_own_key, lambda b: b.post("/delete/cart")
+    )
+
+    assert run.cut_in is not None and answer(run.cut_in) == {"cart": 1}
+    expected = {"user": "ada", **run.own_counts()}
+    assert stored(module_store, browser.cookies["sid"]) == expected
+    assert run.statuses <= allowed_statuses()
+    assert len(run.workers) > 1
+
+
+def test_a_logout_among_concurrent_writes_ends_the_session_for_good(
+    gunicorn: Gunicorn, module_store: AerospikeStore
+) -> None:
+    cookies = logged_in(gunicorn).cookies
+    old_id = session_id(cookies["sid"])
+
+    run = crowd(gunicorn, cookies, increment_own_key, lambda b: b.post("/logout"))
+
+    assert run.cut_in is not None and answer(run.cut_in) == {"user": None}
+    assert run.cut_in.set_cookies()["sid"].value == ""
+    assert not record_exists(module_store, cookies["sid"])
+    assert answer(Browser(gunicorn.port, dict(cookies)).get("/counts")) == {}
+    later_ids = {
+        session_id(reply.set_cookies()["sid"].value)
+        for own in run.after
+        for reply in own
+        if "sid" in reply.set_cookies()
+    }
+    # Every client, sent away from the ended session, started one of its own.
+    assert len(later_ids) == CLIENTS
+    assert old_id not in later_ids
+    assert run.statuses <= allowed_statuses()
+    assert len(run.workers) > 1
 
 
 def test_the_readme_gunicorn_recipe_serves_sessions(
