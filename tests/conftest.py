@@ -6,7 +6,7 @@ The Aerospike fixtures (``aerospike_client``, ``aerospike_set``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.validate import validator
 
@@ -14,6 +14,7 @@ import pytest
 from webtest import TestApp
 
 from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
+from aerospike_wsgi_session.testing import AerospikeServer
 
 from .helpers import SECRET, session_app
 
@@ -53,3 +54,15 @@ def make_app(store: AerospikeStore) -> MakeApp:
 def client(make_app: MakeApp) -> TestApp:
     """The session app behind the middleware with default options."""
     return make_app()
+
+
+@pytest.fixture
+def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
+    """A store with its own client on the test's own embedded server.
+
+    For tests that inject faults or move the server's clock; they skip on a
+    real cluster, as ``aerospike_server`` does.
+    """
+    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
+    yield store
+    store.close()

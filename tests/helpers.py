@@ -43,6 +43,16 @@ def session_app(request: webob.Request) -> webob.Response:
     return webob.Response("ok")
 
 
+@webob.dec.wsgify
+def login_app(request: webob.Request) -> webob.Response:
+    """Log in as the ``user`` query parameter: a new id, bound to that user."""
+    session = request.environ["aerospike.session"]
+    session.regenerate()
+    session.user_id = request.GET["user"]
+    session["name"] = request.GET["user"]
+    return webob.Response("ok")
+
+
 def set_cookies(response: Any) -> dict[str, Any]:
     """The response's Set-Cookie headers, parsed, by cookie name."""
     parsed: dict[str, Any] = {}

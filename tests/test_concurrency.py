@@ -43,6 +43,14 @@ ROOMY: dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
+    """The shared fixture's store, with connections for 200 writers at once."""
+    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts, **ROOMY)
+    yield store
+    store.close()
+
+
 class Gate:
     """Holds the requests that ask for it until the test opens it."""
 
@@ -212,14 +220,6 @@ def roomy_store(
     return AerospikeStore(
         namespace=aerospike_namespace, set=aerospike_set, client=client
     )
-
-
-@pytest.fixture
-def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
-    """A store with its own client on the test's own embedded server."""
-    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts, **ROOMY)
-    yield store
-    store.close()
 
 
 # Disjoint keys: nothing to retry, nothing lost.

@@ -90,14 +90,6 @@ def closing_app(chunk: Callable[[dict[str, Any]], bytes], closes: list[str]) -> 
     return app
 
 
-@pytest.fixture
-def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
-    """A store with its own client on the test's own embedded server."""
-    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
-    yield store
-    store.close()
-
-
 def counter_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
     session = environ["aerospike.session"]
     session["count"] = session.get("count", 0) + 1

@@ -6,7 +6,6 @@ These tests steer the embedded server, so they skip on a real cluster.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from aerospike_wsgi_session import AerospikeStore, SessionUnavailableError
 from aerospike_wsgi_session.testing import AerospikeServer
 
 from .helpers import body_json
-
-
-@pytest.fixture
-def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
-    """A store with its own client on the test's own embedded server."""
-    store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
-    yield store
-    store.close()
 
 
 @pytest.fixture

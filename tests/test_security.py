@@ -18,7 +18,7 @@ from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
 from aerospike_wsgi_session.signing import Signer
 from aerospike_wsgi_session.testing import AerospikeServer, ManualClock
 
-from .helpers import SECRET, body_json, session_app, set_cookies
+from .helpers import SECRET, body_json, login_app, session_app, set_cookies
 
 
 @pytest.fixture
@@ -137,15 +137,8 @@ def test_a_record_not_written_as_a_session_is_not_loaded(
 def test_sessions_of_a_user_can_all_be_ended(
     make_app: Any, store: AerospikeStore
 ) -> None:
-    @webob.dec.wsgify
-    def login(request: webob.Request) -> webob.Response:
-        session = request.environ["aerospike.session"]
-        session.regenerate()
-        session.user_id = request.GET["user"]
-        session["name"] = request.GET["user"]
-        return webob.Response("ok")
-
-    laptop, phone, other = make_app(login), make_app(login), make_app(login)
+    laptop, phone = make_app(login_app), make_app(login_app)
+    other = make_app(login_app)
     laptop.get("/?user=alice")
     phone.get("/?user=alice")
     other.get("/?user=bob")

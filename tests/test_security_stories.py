@@ -21,7 +21,7 @@ from aerospike_wsgi_session import AerospikeStore
 from aerospike_wsgi_session.signing import Signer, new_session_id
 from aerospike_wsgi_session.testing import AerospikeServer, ManualClock
 
-from .helpers import OLD_SECRET, SECRET, body_json, set_cookies
+from .helpers import OLD_SECRET, SECRET, body_json, login_app, set_cookies
 
 #: What unpickling the planted payload would record.
 UNPICKLED: list[str] = []
@@ -52,14 +52,6 @@ def record_key(cookie: str) -> str:
     verified = signer.unsign(cookie)
     assert verified is not None
     return signer.record_key(verified[0])
-
-
-@pytest.fixture
-def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
-    """A store on the test's own embedded server, whose clock tests move."""
-    store = AerospikeStore(set="stories", hosts=aerospike_server.hosts)
-    yield store
-    store.close()
 
 
 @pytest.fixture
@@ -189,21 +181,12 @@ def test_a_no_store_response_stays_no_store(make_app: Any) -> None:
     assert list(set_cookies(response)) == ["session"]
 
 
-@webob.dec.wsgify
-def login(request: webob.Request) -> webob.Response:
-    session = request.environ["aerospike.session"]
-    session.regenerate()
-    session.user_id = request.GET["user"]
-    session["name"] = request.GET["user"]
-    return webob.Response("ok")
-
-
 def test_a_user_index_made_at_deployment_serves_log_out_everywhere(
     make_app: Any, store: AerospikeStore
 ) -> None:
     store.create_user_index()
     store.create_user_index()
-    laptop, phone = make_app(login), make_app(login)
+    laptop, phone = make_app(login_app), make_app(login_app)
     laptop.get("/?user=alice")
     phone.get("/?user=alice")
 
