@@ -16,6 +16,7 @@ from webtest import TestApp
 from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
 from aerospike_wsgi_session.testing import AerospikeServer
 
+from .deployment import Backend
 from .helpers import SECRET, session_app
 
 
@@ -66,3 +67,11 @@ def server_store(aerospike_server: AerospikeServer) -> Iterator[AerospikeStore]:
     store = AerospikeStore(set="sessions", hosts=aerospike_server.hosts)
     yield store
     store.close()
+
+
+@pytest.fixture
+def backend(
+    aerospike_hosts: Any, aerospike_namespace: str, aerospike_set: str
+) -> Backend:
+    """Where this test's sessions go, for ini files and README examples."""
+    return Backend(aerospike_hosts, aerospike_namespace, aerospike_set)

@@ -460,9 +460,8 @@ def test_a_logout_among_concurrent_writes_ends_the_session_for_good(
 
 
 def test_the_readme_gunicorn_recipe_serves_sessions(
-    tmp_path: Path, aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
+    tmp_path: Path, backend: Backend
 ) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
     write_example(tmp_path, "# myapp.py", backend)
     conf = write_example(tmp_path, "# gunicorn.conf.py")
     env = {"SESSION_SECRET": f"{SECRET} {OLD_SECRET}"}

@@ -11,7 +11,6 @@ from paste.deploy import loadapp
 from webtest import TestApp
 
 from aerospike_wsgi_session import SessionMiddleware
-from aerospike_wsgi_session.testing.plugin import Hosts
 
 from .deployment import INI, Backend, edited_ini
 from .helpers import set_cookies
@@ -22,10 +21,8 @@ README_INI = "# session.ini: gunicorn --paste session.ini --workers 4"
 
 
 @pytest.fixture
-def global_conf(
-    aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
-) -> dict[str, str]:
-    return Backend(aerospike_hosts, aerospike_namespace, aerospike_set).global_conf()
+def global_conf(backend: Backend) -> dict[str, str]:
+    return backend.global_conf()
 
 
 def load(path: Path, global_conf: dict[str, str]) -> Any:
@@ -137,11 +134,8 @@ def test_a_bad_value_fails_at_load_naming_the_option(
 def test_the_readme_ini_serves_its_app(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    aerospike_hosts: Hosts,
-    aerospike_namespace: str,
-    aerospike_set: str,
+    backend: Backend,
 ) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
     write_example(tmp_path, "# hello.py")
     ini = write_example(tmp_path, README_INI, backend)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -284,16 +284,13 @@ aerospike_session.max_age = 2h
 """
 
 
-def test_settings_from_a_pyramid_ini_file(
-    tmp_path: Path, aerospike_hosts: Hosts, aerospike_namespace: str, aerospike_set: str
-) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
+def test_settings_from_a_pyramid_ini_file(tmp_path: Path, backend: Backend) -> None:
     ini = tmp_path / "pyramid.ini"
     ini.write_text(
         PYRAMID_INI.format(
             hosts=backend.hosts_text,
-            namespace=aerospike_namespace,
-            set_name=aerospike_set,
+            namespace=backend.namespace,
+            set_name=backend.set_name,
             secret=SECRET,
             old_secret=OLD_SECRET,
         )

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from aerospike_wsgi_session.testing.plugin import Hosts
-
 from .deployment import Backend
 from .helpers import SECRET
 from .readme_blocks import write_example
@@ -27,13 +25,10 @@ from .readme_blocks import write_example
 def test_the_example_counts_visits(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    aerospike_hosts: Hosts,
-    aerospike_namespace: str,
-    aerospike_set: str,
+    backend: Backend,
     first_line: str,
     second_page: dict[str, Any],
 ) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
     example = write_example(tmp_path, first_line, backend)
     monkeypatch.setenv("SESSION_SECRET", SECRET)
 
@@ -46,11 +41,8 @@ def test_the_example_counts_visits(
 def test_the_plain_wsgi_example_counts_visits(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    aerospike_hosts: Hosts,
-    aerospike_namespace: str,
-    aerospike_set: str,
+    backend: Backend,
 ) -> None:
-    backend = Backend(aerospike_hosts, aerospike_namespace, aerospike_set)
     example = write_example(tmp_path, "# wsgi_app.py", backend)
     monkeypatch.setenv("SESSION_SECRET", SECRET)
 
