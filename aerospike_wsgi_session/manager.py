@@ -17,6 +17,7 @@ from typing import Any
 
 from .cookies import CookieSettings, read_cookie
 from .exc import SessionError, StoreError
+from .recent import Recent
 from .session import Session
 from .signing import Signer, new_session_id
 from .store import AerospikeStore, Budget, SaveResult, SessionRecord
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 #: random ids never collide in practice; a second attempt exists for a
 #: broken id generator, not for chance.
 ID_ATTEMPTS = 3
+
+#: How many ``Cookie`` headers a manager remembers as verified, and the
+#: longest one it remembers: together at most a few megabytes.
+VERIFIED_HEADERS = 1024
+VERIFIED_HEADER_LENGTH = 4096
 
 
 class CookieAction(enum.Enum):
@@ -107,6 +113,10 @@ class SessionManager:
             raise ValueError(f"store_budget must be seconds, not {store_budget!r}")
         self.store_budget = store_budget
         self.metrics = store.metrics
+        # A browser sends the same Cookie header request after request:
+        # parsing and checking it once is enough. Only headers that passed
+        # are kept, so forged ones cannot fill the memo.
+        self._verified_headers: Recent[str, tuple[str, bool]] = Recent(VERIFIED_HEADERS)
         if rolling and self.ttl <= 0:
             logger.warning(
                 "rolling has no effect: records get no TTL from this middleware "
@@ -153,6 +163,11 @@ class SessionManager:
         session.start(None, SessionRecord.new(self.clock()))
 
     def _verify(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
+        header = environ.get("HTTP_COOKIE")
+        if type(header) is str:
+            verified = self._verified_headers.get(header)
+            if verified is not None:
+                return verified
         value = read_cookie(environ, self.cookie.name)
         if value is None:
             self.metrics.count("misses.no_cookie")
@@ -161,6 +176,8 @@ class SessionManager:
         if verified is None:
             logger.debug("session cookie rejected: malformed or badly signed")
             self.metrics.count("misses.bad_signature")
+        elif type(header) is str and len(header) <= VERIFIED_HEADER_LENGTH:
+            self._verified_headers.remember(header, verified)
         return verified
 
     def _past_absolute_timeout(self, record: SessionRecord) -> bool:

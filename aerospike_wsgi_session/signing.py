@@ -9,6 +9,8 @@ import re
 import secrets
 from collections.abc import Sequence
 
+from .recent import Recent
+
 logger = logging.getLogger(__name__)
 
 MIN_SECRET_BYTES = 32
@@ -112,7 +114,7 @@ class Signer:
         self._record_key_key = _derive(keying, _RECORD_KEY_LABEL)
         self._separate_record_key = record_key_secret is not None
         # A request asks for its record key at load and again at save.
-        self._recent_record_keys: dict[str, str] = {}
+        self._recent_record_keys: Recent[str, str] = Recent(_RECENT_RECORD_KEYS)
 
     @staticmethod
     def _secret_list(secret: object) -> list[bytes]:
@@ -179,7 +181,5 @@ class Signer:
         if record_key is None:
             message = session_id.encode("utf-8")
             record_key = _text(hmac.digest(self._record_key_key, message, "sha256"))
-            if len(self._recent_record_keys) >= _RECENT_RECORD_KEYS:
-                self._recent_record_keys.clear()
-            self._recent_record_keys[session_id] = record_key
+            self._recent_record_keys.remember(session_id, record_key)
         return record_key

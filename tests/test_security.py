@@ -18,7 +18,7 @@ from aerospike_wsgi_session import AerospikeStore, SessionMiddleware
 from aerospike_wsgi_session.signing import Signer
 from aerospike_wsgi_session.testing import AerospikeServer, ManualClock
 
-from .helpers import SECRET, body_json, login_app, session_app, set_cookies
+from .helpers import OLD_SECRET, SECRET, body_json, login_app, session_app, set_cookies
 
 
 @pytest.fixture
@@ -310,6 +310,44 @@ def test_forged_cookie_id_is_never_adopted(
     assert response.status_int == 200
     assert issued.partition(".")[0] not in (value.partition(".")[0], PLANTED_ID)
     assert store_calls(store) == {"create": 1}
+
+
+def test_a_forged_header_sent_again_is_refused_again(
+    planted: str, make_app: Any, store: AerospikeStore
+) -> None:
+    client = make_app()
+    forged = {"Cookie": f"session={PLANTED_ID}.{'A' * 43}"}
+    store.metrics.reset()
+
+    answers = [body_json(client.get("/get/name", headers=forged)) for _ in range(3)]
+
+    assert answers == [None, None, None]
+    assert store.metrics.snapshot()["misses.bad_signature"] == 3
+    assert store_calls(store) == {}
+
+
+def test_a_header_that_verified_once_still_needs_its_record(
+    planted: str, make_app: Any
+) -> None:
+    client = make_app()
+    header = {"Cookie": f"other=1; session={planted}"}
+    assert body_json(client.get("/get/name", headers=header)) == "ada"
+
+    client.get("/invalidate", headers=header)
+
+    assert body_json(client.get("/get/name", headers=header)) is None
+
+
+def test_an_old_key_cookie_is_reissued_until_the_browser_takes_the_new_one(
+    make_app: Any,
+) -> None:
+    old = set_cookies(make_app(secret=OLD_SECRET).get("/set/name?value=ada"))
+    rotated = make_app(secret=[SECRET, OLD_SECRET], record_key_secret=OLD_SECRET)
+    header = {"Cookie": f"session={old['session'].value}"}
+
+    reissued = [set_cookies(rotated.get("/get/name", headers=header)) for _ in range(3)]
+
+    assert all("session" in cookies for cookies in reissued)
 
 
 @pytest.fixture

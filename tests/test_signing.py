@@ -163,3 +163,14 @@ def test_secrets_never_show_in_repr_or_str() -> None:
         assert "oooo" not in text
         assert "rrrr" not in text
     assert repr(signer) == "<Signer: 2 secret(s), record keys from separate>"
+
+
+def test_record_keys_stay_the_same_past_the_memo_of_recent_ones() -> None:
+    signer = Signer(NEW)
+    ids = [new_session_id() for _ in range(3000)]
+
+    first = [signer.record_key(session_id) for session_id in ids]
+    again = [signer.record_key(session_id) for session_id in reversed(ids)]
+
+    assert again == first[::-1]
+    assert first == [Signer(NEW).record_key(session_id) for session_id in ids]
