@@ -54,6 +54,11 @@ class Mapper(Protocol):
     save of two concurrent requests win the whole session. The default
     :class:`JSONMapper` is entry-wise (``entrywise = True``): the store
     writes single map entries, and keeps every key apart.
+
+    An entry-wise mapper may also decode one value at a time, so that a
+    request decodes only the keys it reads: it then has ``entries(bins)``,
+    the stored form of each session key (raising ``DecodeError`` for bins it
+    did not write), and ``decode_entry(key, stored)``, one value.
     """
 
     def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,20 +299,36 @@ class JSONMapper:
         :raises DecodeError: the bin is missing or is not a map of JSON texts,
             or a text is invalid; the message names the session key at fault.
         """
+        stored = self.entries(bins)
+        return {key: self.decode_entry(key, text) for key, text in stored.items()}
+
+    def entries(self, bins: Mapping[str, Any]) -> dict[str, str]:
+        """Return the JSON text of each session key in *bins*, not decoded.
+
+        The store uses it with :meth:`decode_entry` to decode a value only
+        when the application asks for it.
+
+        :param bins: the bins of the record.
+        :raises DecodeError: the bin is missing or is not a map of JSON texts.
+        """
         payload = bins.get(self.bin_name) if isinstance(bins, Mapping) else None
         if not isinstance(payload, dict):
             found = type(payload).__name__
             raise DecodeError(f"bin {self.bin_name!r} is not a map (found {found})")
-
-        data = {}
         for key, text in payload.items():
             if type(key) is not str or type(text) is not str:
                 raise DecodeError(f"map entry {key!r} is not a str holding a str")
-            try:
-                data[key] = self.decode_value(text)
-            except DecodeError as err:
-                raise DecodeError(f"session key {key!r}: {err}") from err
-        return data
+        return payload
+
+    def decode_entry(self, key: str, text: str) -> Any:
+        """Return the value of the session key *key*, stored as *text*.
+
+        :raises DecodeError: the text is invalid; the message names *key*.
+        """
+        try:
+            return self.decode_value(text)
+        except DecodeError as err:
+            raise DecodeError(f"session key {key!r}: {err}") from err
 
     def encode_value(self, key: str, value: Any) -> str:
         """Return the JSON text of one session value.

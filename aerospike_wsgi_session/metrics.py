@@ -17,8 +17,10 @@ Counter names: ``loads``, ``misses.<reason>`` (``no_cookie``,
 ``bad_signature``, ``unknown``, ``expired``, ``undecodable``; a record that
 Aerospike expired by its TTL is ``unknown``, as Aerospike cannot tell it from
 one that never existed, and ``expired`` is the ``absolute_timeout``), ``saves``,
-``creates``, ``touches``, ``deletes``, ``conflicts`` (a save found its
-session ended by another request, or a new id already taken), ``retries``
+``creates``, ``touches``, ``deletes``, ``undecodable_values`` (single
+values that could not be decoded, and so read as absent), ``conflicts`` (a
+save found its session ended by another request, or a new id already
+taken), ``retries``
 (writes retried after "key busy"), ``errors.<kind>`` (``unavailable``,
 ``in_doubt``, ``too_big``, ``busy``, ``circuit_open``, ``out_of_time``
 (the request's ``store_budget`` was spent), ``other``) and

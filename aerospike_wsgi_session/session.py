@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .exc import SessionUnavailableError
 
 if TYPE_CHECKING:
+    from .entries import LazyEntries
     from .store import Budget, SessionRecord
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Session(MutableMapping[str, Any]):
         # set up by start(), when the session is first used.
         self._backend = backend
         self.environ = environ
-        self._data: dict[str, Any] | None = None
+        self._data: LazyEntries | None = None
         self.modified = False
         # The request's time for Aerospike: set by the manager on first use.
         self.budget: Budget | None
@@ -86,7 +87,7 @@ class Session(MutableMapping[str, Any]):
         if self._data is None:
             return "<Session (not loaded)>"
         shown = f"{self._id[:6]}…" if self._id else "(no id)"
-        return f"<Session {shown} new={self.new} keys={len(self._data)}>"
+        return f"<Session {shown} new={self.new} keys={len(self._data.every_key())}>"
 
     # The mapping interface. Reads go through the loaded dict directly;
     # mutable values handed out are remembered as possibly changed.
@@ -118,7 +119,7 @@ class Session(MutableMapping[str, Any]):
 
     def clear(self) -> None:
         data = self._writable()
-        for key in data:
+        for key in data.every_key():
             self._mark(key)
         data.clear()
 
@@ -216,7 +217,7 @@ class Session(MutableMapping[str, Any]):
         """Fill the session from a loaded (or a new, empty) record."""
         self._id = session_id
         self._record = record
-        self._data = dict(record.data)
+        self._data = record.data.copy()
         self._touched: set[str] = set()
         self._assigned: set[str] = set()
         self._everything_touched = False
@@ -240,7 +241,7 @@ class Session(MutableMapping[str, Any]):
         self._id = session_id
         self.reissue = True
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> LazyEntries:
         """The session data itself, for the store; changes to it go unseen."""
         return self._loaded()
 
@@ -271,13 +272,13 @@ class Session(MutableMapping[str, Any]):
         self._everything_touched = False
         self.modified = False
 
-    def _loaded(self) -> dict[str, Any]:
+    def _loaded(self) -> LazyEntries:
         if self._data is None:
             self._backend.load(self)
             assert self._data is not None
         return self._data
 
-    def _writable(self) -> dict[str, Any]:
+    def _writable(self) -> LazyEntries:
         data = self._loaded()
         if self.readonly:
             raise SessionUnavailableError(

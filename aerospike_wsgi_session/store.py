@@ -56,6 +56,7 @@ from aerospike import predicates
 from aerospike_helpers.operations import map_operations, operations
 
 from .breaker import CircuitBreaker
+from .entries import LazyEntries
 from .exc import (
     DecodeError,
     SessionConflictError,
@@ -164,7 +165,7 @@ class SaveResult(enum.Enum):
 class SessionRecord:
     """What the store knows of one session's record.
 
-    :param data: the session data decoded at load time.
+    :param data: the session data, each value decoded when first used.
     :param payload: the mapper's bins as they are stored, the baseline a
         save is compared against. :meth:`AerospikeStore.save` keeps it up to
         date.
@@ -177,7 +178,7 @@ class SessionRecord:
     :param generation: the record's generation when it was loaded.
     """
 
-    data: dict[str, Any]
+    data: LazyEntries
     payload: dict[str, Any]
     created: float
     ttl: int = -1
@@ -188,7 +189,7 @@ class SessionRecord:
     @classmethod
     def new(cls, created: float) -> SessionRecord:
         """The record of a session that has not been written yet."""
-        return cls(data={}, payload={}, created=created, stored=False)
+        return cls(data=LazyEntries(), payload={}, created=created, stored=False)
 
 
 class Budget:
@@ -262,6 +263,9 @@ class AerospikeStore:
         if getattr(self.mapper, "bin_name", None) in STORE_BINS:
             raise ValueError("the mapper's bin name is one the store keeps for itself")
         self._entrywise = bool(getattr(self.mapper, "entrywise", False))
+        self._lazy = self._entrywise and all(
+            hasattr(self.mapper, method) for method in ("entries", "decode_entry")
+        )
         self._own_client = client is None
         self._client = client
         self._client_lock = threading.Lock()
@@ -330,7 +334,11 @@ class AerospikeStore:
         """Read a session, or ``None`` when it does not exist.
 
         A record without the store's format marker, or one the mapper cannot
-        decode, reads as ``None`` with a warning: it is never adopted.
+        decode, reads as ``None`` with a warning: it is never adopted. With
+        a mapper that decodes values one by one, such as the default one, a
+        single value that cannot be decoded reads as absent instead, with a
+        warning, when it is first asked for (see
+        :class:`~aerospike_wsgi_session.entries.LazyEntries`).
 
         :param touch: reset the record's TTL to the one of its last write,
             in the same round trip (Aerospike's ``read_touch_ttl_percent``).
@@ -358,7 +366,7 @@ class AerospikeStore:
     ) -> SessionRecord | None:
         payload = {name: bins[name] for name in bins if name not in STORE_BINS}
         try:
-            data = self.mapper.from_record(payload)
+            data = self._entries(payload)
         except Exception as err:
             # Any error of a custom mapper too: a record that does not decode
             # reads as no session, never as a failed request.
@@ -481,6 +489,10 @@ class AerospikeStore:
     ) -> Delta:
         if not self._entrywise:
             return Delta.between(record.payload, self._to_record(data), None)
+        if keys is None and isinstance(data, LazyEntries) and data.unreadable:
+            # Compare every key but the unreadable ones, which stay stored.
+            stored = self.mapper.entries(record.payload)  # type: ignore[attr-defined]
+            keys = {*stored, *data} - data.unreadable
         if keys is not None:
             data = {key: data[key] for key in keys if key in data}
         payload = self._to_record(data)
@@ -570,7 +582,7 @@ class AerospikeStore:
         record: SessionRecord,
         keys: Collection[str] | None,
         assigned: Collection[str] = (),
-    ) -> dict[str, Any]:
+    ) -> LazyEntries:
         """The data of ``latest`` with this request's changes made on top.
 
         ``data`` and ``record`` are what :meth:`save` would take: the
@@ -580,7 +592,24 @@ class AerospikeStore:
         """
         payload = copy.deepcopy(latest.payload)
         self._delta(data, record, keys, assigned).apply(payload)
-        return self.mapper.from_record(payload)
+        return self._entries(payload)
+
+    def _entries(self, payload: dict[str, Any]) -> LazyEntries:
+        """The session data in a record's payload, decoded now or when used."""
+        if self._lazy:
+            stored = self.mapper.entries(payload)  # type: ignore[attr-defined]
+            return LazyEntries(stored=dict(stored), decode=self._decode_entry)
+        return LazyEntries(self.mapper.from_record(payload))
+
+    def _decode_entry(self, key: str, stored: Any) -> Any:
+        try:
+            return self.mapper.decode_entry(key, stored)  # type: ignore[attr-defined]
+        except Exception as err:
+            # Any error of a custom mapper too: the value reads as absent.
+            reason = err if isinstance(err, DecodeError) else type(err).__name__
+            logger.warning("a session value cannot be decoded: %s", reason)
+            self.metrics.count("undecodable_values")
+            raise DecodeError(str(reason)) from err
 
     def _remove(
         self,

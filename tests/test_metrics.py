@@ -63,19 +63,36 @@ def test_a_session_past_its_absolute_timeout_is_expired(
     assert counted(store) == {"loads": 1, "misses.expired": 1, "deletes": 1}
 
 
+def put_bins(client: TestApp, store: AerospikeStore, bins: dict[str, Any]) -> None:
+    """Replace the bins of the record behind the client's session cookie."""
+    session_id = Signer(SECRET).unsign(client.cookies["session"])
+    assert session_id is not None
+    key = store.key(Signer(SECRET).record_key(session_id[0]))
+    store.client.put(key, bins)
+
+
 def test_a_record_that_cannot_be_decoded_is_undecodable(
     client: TestApp, store: AerospikeStore
 ) -> None:
     client.get("/set/name?value=ada")
-    session_id = Signer(SECRET).unsign(client.cookies["session"])
-    assert session_id is not None
-    key = store.key(Signer(SECRET).record_key(session_id[0]))
-    store.client.put(key, {"_session": 1, "data": {"name": "{not json"}})
+    put_bins(client, store, {"_session": 1, "data": "not a map"})
     store.metrics.reset()
 
     client.get("/get/name")
 
     assert counted(store) == {"loads": 1, "misses.undecodable": 1}
+
+
+def test_a_value_that_cannot_be_decoded_is_counted_when_read(
+    client: TestApp, store: AerospikeStore
+) -> None:
+    client.get("/set/name?value=ada")
+    put_bins(client, store, {"_session": 1, "data": {"name": "{not json"}})
+    store.metrics.reset()
+
+    client.get("/get/name")
+
+    assert counted(store) == {"loads": 1, "undecodable_values": 1}
 
 
 def test_a_visit_counts_its_writes_and_bytes(

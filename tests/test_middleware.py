@@ -124,6 +124,25 @@ def test_deleting_a_key_is_saved(client: Any) -> None:
     assert body_json(client.get("/keys")) == ["b"]
 
 
+def test_a_value_that_cannot_be_read_leaves_the_rest_of_the_session(
+    client: Any, store: Any, caplog: Any
+) -> None:
+    client.get("/set/name?value=ada")
+    client.get("/set/cart?value=apple")
+    session_id, _ = Signer(SECRET).unsign(client.cookies["session"])
+    key = store.key(Signer(SECRET).record_key(session_id))
+    store.client.put(key, {"data": {"name": '"ada"', "cart": "{not json"}})
+
+    assert body_json(client.get("/get/name")) == "ada"
+    assert body_json(client.get("/get/cart")) is None
+    assert "session key 'cart': invalid JSON" in caplog.text
+    client.get("/set/cart?value=pear")
+    assert stored_data(store, client.cookies["session"]) == {
+        "name": "ada",
+        "cart": "pear",
+    }
+
+
 @pytest.mark.parametrize(
     "cookie",
     [

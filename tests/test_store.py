@@ -219,10 +219,66 @@ def test_foreign_record_is_not_a_session(store: AerospikeStore) -> None:
 def test_undecodable_record_reads_as_missing(
     store: AerospikeStore, caplog: Any
 ) -> None:
-    store.client.put(store.key("k1"), {"_session": 1, "data": {"a": "{not json"}})
+    store.client.put(store.key("k1"), {"_session": 1, "data": "not a map"})
 
     assert store.load("k1") is None
     assert "cannot be decoded" in caplog.text
+
+
+def put_with_a_bad_value(store: AerospikeStore) -> SessionRecord:
+    """Store ``k1`` with a readable ``good`` and an unreadable ``bad``; load it."""
+    bins = {"_session": 1, "data": {"good": "1", "bad": "{not json"}}
+    store.client.put(store.key("k1"), bins)
+    record = store.load("k1")
+    assert record is not None
+    return record
+
+
+def stored_texts(store: AerospikeStore) -> dict[str, str]:
+    _, _, bins = store.client.get(store.key("k1"))
+    return bins["data"]  # type: ignore[no-any-return]
+
+
+def test_a_value_is_decoded_when_first_read(store: AerospikeStore, caplog: Any) -> None:
+    record = put_with_a_bad_value(store)
+
+    assert record.data["good"] == 1
+    assert caplog.text == ""
+    assert dict(record.data) == {"good": 1}
+    assert "session key 'bad': invalid JSON" in caplog.text
+
+
+def test_an_unreadable_value_reads_as_absent_and_stays_stored(
+    store: AerospikeStore,
+) -> None:
+    record = put_with_a_bad_value(store)
+    data = record.data.copy()
+    assert "bad" not in data
+
+    data["good"] = 2
+    store.save("k1", data, record, ttl=0, keys={"good"})
+    store.save("k1", data, record, ttl=0, keys=None)
+
+    assert stored_texts(store) == {"good": "2", "bad": "{not json"}
+
+
+@pytest.mark.parametrize("change", ["set", "clear"])
+def test_an_unreadable_value_goes_when_the_application_replaces_it(
+    store: AerospikeStore, change: str
+) -> None:
+    record = put_with_a_bad_value(store)
+    data = record.data.copy()
+    keys = {"bad"}
+    if change == "set":
+        data["bad"] = "fixed"
+    else:
+        keys = data.every_key()
+        data.clear()
+
+    store.save("k1", data, record, ttl=0, keys=keys)
+
+    expected = {"good": "1", "bad": '"fixed"'} if change == "set" else {}
+    assert stored_texts(store) == expected
 
 
 @pytest.mark.parametrize(
