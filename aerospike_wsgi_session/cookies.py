@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +37,9 @@ _ATTRIBUTE_NAMES = frozenset(
 )
 
 _FORBIDDEN_IN_ATTRIBUTE = re.compile(r"[\x00-\x20;,\x7f]")
+
+# Values WebOb writes as they are, unquoted, such as a signed session id.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class CookieSettings:
     partitioned: bool = False
     _options: dict[bool, dict[str, Any]] = field(init=False, repr=False, compare=False)
     _deletions: dict[bool, str] = field(init=False, repr=False, compare=False)
+    _set_templates: dict[bool, tuple[int, str]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -98,6 +105,7 @@ class CookieSettings:
         object.__setattr__(self, "_options", options)
         deletions = {flag: self._build(None, flag) for flag in flags}
         object.__setattr__(self, "_deletions", deletions)
+        object.__setattr__(self, "_set_templates", {})
 
     def _check_types(self) -> None:
         """Refuse settings of the wrong type."""
@@ -182,7 +190,24 @@ class CookieSettings:
         :param secure: whether the request came over HTTPS; it only matters
             when the ``secure`` setting is ``"auto"``.
         """
-        return self._build(value, self._secure_flag(secure))
+        flag = self._secure_flag(secure)
+        if not _PLAIN_VALUE.fullmatch(value):
+            return self._build(value, flag)
+        return f"{self.name}={value}{self._attributes(flag)}"
+
+    def _attributes(self, secure: bool) -> str:
+        """What follows the value in a Set-Cookie header, built once a second.
+
+        The attributes only change with the Secure flag and, through
+        ``Expires``, with the time: WebOb builds them at most once a second.
+        """
+        now = int(time.time()) if self.max_age is not None else 0
+        template = self._set_templates.get(secure)
+        if template is None or template[0] != now:
+            built = self._build("-", secure)
+            template = (now, built[len(self.name) + 2 :])
+            self._set_templates[secure] = template
+        return template[1]
 
     def delete_header(self, *, secure: bool) -> str:
         """Return the value of a ``Set-Cookie`` header that removes the cookie.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -202,8 +205,25 @@ def test_read_cookie_finds_exactly_the_agreed_value(
     assert read_cookie({"HTTP_COOKIE": header}, "session") == expected
 
 
-def test_header_read_back_gives_the_value() -> None:
+@pytest.mark.parametrize("value", [VALUE, "a:b/c", "a=b(c)"])
+def test_header_read_back_gives_the_value(value: str) -> None:
     settings = CookieSettings(name="sid", max_age=60)
-    name, value, _ = parse_set_cookie(settings.set_header(VALUE, secure=False))
+    name, sent, _ = parse_set_cookie(settings.set_header(value, secure=False))
 
-    assert read_cookie({"HTTP_COOKIE": f"{name}={value}"}, "sid") == VALUE
+    assert read_cookie({"HTTP_COOKIE": f"{name}={sent}"}, "sid") == value
+
+
+def test_expires_follows_the_clock() -> None:
+    settings = CookieSettings(max_age=600)
+
+    def expires() -> datetime:
+        _, _, attributes = parse_set_cookie(settings.set_header(VALUE, secure=False))
+        return parsedate_to_datetime(str(attributes["expires"]))
+
+    first = expires()
+    time.sleep(1.05)
+    second = expires()
+
+    assert second > first
+    left = second - datetime.now(UTC)
+    assert 598 <= left.total_seconds() <= 600
