@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping
 from typing import Any
 
 from .exc import DecodeError
@@ -72,12 +72,24 @@ class LazyEntries(MutableMapping[str, Any]):
         del self._values[key]
 
     def __iter__(self) -> Iterator[str]:
-        self._decode_all()
+        if self._stored:
+            self._decode_all()
         return iter(self._values)
 
     def __len__(self) -> int:
-        self._decode_all()
+        if self._stored:
+            self._decode_all()
         return len(self._values)
+
+    def keys(self) -> KeysView[str]:
+        if self._stored:
+            self._decode_all()
+        return self._values.keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        if self._stored:
+            self._decode_all()
+        return self._values.items()
 
     def __repr__(self) -> str:
         return f"<LazyEntries {len(self._values)} decoded, {len(self._stored)} not>"
