@@ -152,6 +152,15 @@ def test_text_is_compact_sorted_and_not_ascii_escaped() -> None:
     assert text == '{"a":[1,2],"b":"été"}'
 
 
+@given(st.one_of(st.integers(), st.booleans(), st.none()))
+def test_scalars_are_written_as_json_writes_them(value: Any) -> None:
+    text = JSONMapper().encode_value("k", value)
+
+    decoded = JSONMapper().decode_value(text)
+    assert text == json.dumps(value)
+    assert (decoded, type(decoded)) == (value, type(value))
+
+
 class Opaque:
     pass
 
