@@ -68,6 +68,10 @@ class Plan:
     http_reps: int
 
 
+#: What one call takes on a real Aerospike 8.1 server over loopback, in µs:
+#: the top of the range measured there for a get or a put of a small record.
+REAL_SERVER_CALL_US = 21.0
+
 FULL = Plan(20_000, 1_000, 5, 5, 3.0, 5)
 SMOKE = Plan(300, 100, 1, 1, 0.0, 0)
 
@@ -423,6 +427,64 @@ def _spread(times: Times) -> float:
     return statistics.median(ratios) if ratios else 1.0
 
 
+class Waits(NamedTuple):
+    """The middleware's time per request, and how much of it Aerospike took."""
+
+    request_us: float
+    waited_us: float
+    calls: float
+
+
+def aerospike_waits(config: dict[str, Any], plan: Plan) -> dict[str, Waits]:
+    """Per scenario, the middleware's time waiting for Aerospike calls.
+
+    Read from the store's own timings of its calls, so that nothing is
+    wrapped around the client.
+    """
+    system = apps.middleware_system(config)
+    store = system.app.manager.store  # type: ignore[attr-defined]
+    cookies = seed_cookies(system)
+    waits = {}
+    for scenario in SCENARIOS[1:]:
+        environ = scenario_environ(scenario, cookies)
+        time_requests(system.app, environ, 50)
+        runs = []
+        for _ in range(max(plan.reps, 1)):
+            store.metrics.reset()
+            took = time_requests(system.app, environ, plan.requests)
+            timings = store.metrics.snapshot()
+            total = sum(v for k, v in timings.items() if k.endswith(".total"))
+            calls = sum(v for k, v in timings.items() if k.endswith(".count"))
+            per_request = (took.wall * 1e6, total / plan.requests * 1e6)
+            runs.append(Waits(*per_request, calls / plan.requests))
+        columns = zip(*runs, strict=True)
+        waits[scenario] = Waits(*(statistics.median(column) for column in columns))
+    system.close()
+    return waits
+
+
+def print_estimate(times: Times, waits: dict[str, Waits]) -> None:
+    """Print the middleware's time with a real server's latency, an estimate."""
+    print("\n## Against a real Aerospike server (an estimate, in process)\n")
+    rivals = ("beaker redis", "untouched") in times
+    header = f"{'scenario':<11}{'middleware':>12}{'waited':>9}{'calls':>7}"
+    header += f"{'estimate':>10}"
+    print(header + (f"{'beaker redis':>14}{'ratio':>7}" if rivals else ""))
+    for scenario, wait in waits.items():
+        estimate = wait.request_us - wait.waited_us + wait.calls * REAL_SERVER_CALL_US
+        line = f"{scenario:<11}{wait.request_us:>12.1f}{wait.waited_us:>9.1f}"
+        line += f"{wait.calls:>7.1f}{estimate:>10.1f}"
+        if rivals:
+            redis = median_us(times, "beaker redis", scenario)
+            line += f"{redis:>14.1f}{estimate / redis:>7.2f}"
+        print(line)
+    print(
+        f"\nestimate: the middleware's time with each Aerospike call taking "
+        f"{REAL_SERVER_CALL_US:g} µs,\nas on a real server over loopback, "
+        "instead of the embedded server's wait"
+    )
+
+
 # Over HTTP: gunicorn with two sync workers, and a load generator.
 
 
@@ -667,9 +729,12 @@ def run_all(args: argparse.Namespace, plan: Plan) -> None:
         names = [n for n in apps.SYSTEM_NAMES if redis_url or n != "beaker redis"]
         with pinned([backend.pid, redis.pid]):
             systems = [apps.build_system(n, config, redis_url or "") for n in names]
-            print_in_process(in_process(systems, plan), names)
+            times = in_process(systems, plan)
+            print_in_process(times, names)
             for system in systems:
                 system.close()
+            if backend.pid is not None:
+                print_estimate(times, aerospike_waits(config, plan))
             if not args.smoke:
                 growth(config, plan)
             if args.profile:

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import apps
 import contention
+import run
 
 SCENARIOS = ["untouched", "read", "write", "write", "big"]
 
@@ -47,6 +48,20 @@ def test_middleware_stores_what_the_scenarios_change(
     assert middleware_data(system, small)["n"] == 2
     assert middleware_data(system, big)["n"] == 1000
     system.close()
+
+
+def test_the_estimate_counts_the_aerospike_calls_of_each_scenario(
+    aerospike_hosts: Any,
+) -> None:
+    waits = run.aerospike_waits({"hosts": aerospike_hosts}, run.SMOKE)
+
+    assert {name: wait.calls for name, wait in waits.items()} == {
+        "read": 1,
+        "write": 2,
+        "new": 1,
+        "big": 2,
+    }
+    assert all(0 < wait.waited_us < wait.request_us for wait in waits.values())
 
 
 def test_floor_makes_the_same_records(aerospike_hosts: Any) -> None:
