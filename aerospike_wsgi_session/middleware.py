@@ -180,6 +180,9 @@ class SessionMiddleware:
             app_iter = self.app(environ, response.start_response)
         except StoreError as err:
             return response.unavailable(err)
+        except BaseException:
+            session.release_environ()
+            raise
         return response.wrap(app_iter)
 
     def session_headers(self, session: Session, headers: Headers) -> Headers:
@@ -277,6 +280,7 @@ class _Response:
                 self.send_headers()
             except StoreError as err:
                 return self.unavailable(err)
+            self.session.release_environ()
             return app_iter
         return _ClosingIterator(self, app_iter)
 
@@ -287,6 +291,7 @@ class _Response:
         logger.error("session store failed, answering 503: %s", err)
         # The client is told nothing was saved; nothing may be saved later.
         self.session.readonly = True
+        self.session.release_environ()
         headers = list(self._middleware._unavailable_headers)
         self._write = self._start_response(UNAVAILABLE_STATUS, headers, sys.exc_info())
         return [UNAVAILABLE_BODY]
@@ -298,6 +303,7 @@ class _Response:
                 self._middleware.manager.save_late(self.session)
             except SessionError:
                 logger.exception("saving session changes made during the body failed")
+        self.session.release_environ()
 
 
 class _ClosingIterator:

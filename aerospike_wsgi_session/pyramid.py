@@ -109,7 +109,9 @@ def session_tween_factory(handler: Handler, registry: Any) -> Handler:
                 response.headerlist = middleware.session_headers(session, headers)
         except StoreError as err:
             return _unavailable(middleware, session, err)
-        if not isinstance(response.app_iter, list | tuple):
+        if isinstance(response.app_iter, list | tuple):
+            session.release_environ()
+        else:
             _save_when_closed(response, middleware, session)
         return response
 
@@ -145,6 +147,7 @@ class _ClosingBody:
                 close()
         finally:
             self._save()
+            self._session.release_environ()
 
     def _save(self) -> None:
         if not self._session.accessed:

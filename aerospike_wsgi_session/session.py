@@ -236,6 +236,18 @@ class Session(MutableMapping[str, Any]):
         self._record = record
         self._everything_touched = True
 
+    def release_environ(self) -> None:
+        """Let go of the environ once the response is finished.
+
+        The environ holds the session, so a session holding the environ
+        would keep both, with the session's data, alive until the garbage
+        collector finds the cycle, rather than freeing them with the
+        request. Only the ``Cookie`` header is kept, for a session first
+        used after its response (by an outer middleware, say).
+        """
+        cookie = self.environ.get("HTTP_COOKIE")
+        self.environ = {} if cookie is None else {"HTTP_COOKIE": cookie}
+
     def use_id(self, session_id: str | None) -> None:
         """Give a session that is not stored yet the id to store it under."""
         self._id = session_id

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -369,3 +372,64 @@ def test_app_exception_saves_nothing(make_app: Any) -> None:
         client.get("/")
 
     assert client.cookies == {}
+
+
+class Probe:
+    """Something of the request's own, to see when the request is freed."""
+
+
+def failing_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    environ["aerospike.session"]["half"] = "done"
+    raise RuntimeError("the app failed")
+
+
+@pytest.mark.parametrize(
+    "app",
+    [
+        pytest.param(closing_app(lambda environ: b"x", []), id="untouched"),
+        pytest.param(counter_app, id="iterator"),
+        pytest.param(write_then_change, id="write"),
+        pytest.param(failing_app, id="exception"),
+    ],
+)
+def test_a_request_is_freed_as_soon_as_it_is_done(
+    app: Any, store: AerospikeStore
+) -> None:
+    middleware = SessionMiddleware(app, store, secret=SECRET)
+    environ = make_environ()
+    environ["probe"] = Probe()
+    probe = weakref.ref(environ["probe"])
+
+    # Without the garbage collector, only what holds no cycle is freed.
+    gc.disable()
+    try:
+        with contextlib.suppress(RuntimeError):
+            body = middleware(environ, lambda *args: lambda data: None)
+            list(body)
+            getattr(body, "close", lambda: None)()
+            del body
+        del environ
+        freed = probe() is None
+    finally:
+        gc.enable()
+
+    assert freed
+
+
+def test_a_session_first_used_after_its_response_still_loads(
+    store: AerospikeStore,
+) -> None:
+    first = Exchange(wrap(counter_app, store))
+    list(first.body)
+    first.body.close()
+    kept: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        kept.append(environ["aerospike.session"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    later = Exchange(wrap_outside(app, store), cookie=first.cookie())
+    later.body.close()
+
+    assert kept[0]["count"] == 1

@@ -83,6 +83,14 @@ def stream(request: Request) -> Any:
     return Response(app_iter=body(), content_type="text/plain")
 
 
+def later(request: Request) -> Any:
+    def tell_the_user(request: Request, response: Response) -> None:
+        response.headers["X-User"] = str(request.session.get("user"))
+
+    request.add_response_callback(tell_the_user)
+    return {}
+
+
 def broken(request: Request) -> Any:
     request.response.status_int = 500
     return {"error": str(request.exception)}
@@ -119,6 +127,7 @@ def make_pyramid_app(settings: dict[str, Any]) -> Any:
             ("cart", cart),
             ("fail", fail),
             ("stream", stream),
+            ("later", later),
         ]:
             config.add_route(name, "/" if name == "home" else f"/{name}")
             config.add_view(view, route_name=name, renderer="json", require_csrf=False)
@@ -186,6 +195,14 @@ def test_login_flow_with_flash_messages(browser: TestApp) -> None:
     assert (again["flash"], again["notices"]) == ([], ["Check your settings"])
     assert again["new"] is False
     assert again["created"] == page["created"]
+
+
+def test_a_response_callback_can_read_the_session(browser: TestApp) -> None:
+    browser.post("/login", {"user": "ada"})
+
+    response = browser.get("/later")
+
+    assert response.headers["X-User"] == "ada"
 
 
 def test_logout_invalidates_the_session(browser: TestApp) -> None:
