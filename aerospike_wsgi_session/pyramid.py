@@ -16,16 +16,16 @@ a :class:`PyramidSession`: Pyramid's ``ISession`` (flash queues, CSRF tokens
 for Pyramid's CSRF checks) over the package's own lazy session.
 
 A tween, placed over Pyramid's exception view tween, gives each request its
-session and saves it once the response is ready, before anything is sent.
-A view that raises an HTTP exception (a redirect after login, say) has its
-session saved; a request that fails with any other exception saves nothing.
-When Aerospike fails the request gets the middleware's ``503`` answer,
-unless an exception view of the application renders the error first.
+session. It is saved once the response is final, after the response
+callbacks, by a ``NewResponse`` subscriber, before anything is sent. A view
+that raises an HTTP exception (a redirect after login, say) has its session
+saved; a request that fails with any other exception saves nothing. When
+Aerospike fails the request gets the middleware's ``503`` answer, unless an
+exception view of the application renders the error first.
 
 A change made while a streamed body is sent is saved when the body is
 closed, if the session is stored already (a new one cannot get its cookie
-any more). One limit: response callbacks run after the session was saved,
-so changes they make are lost.
+any more).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pyramid.config import Configurator  # type: ignore[import-untyped]
+from pyramid.events import NewResponse  # type: ignore[import-untyped]
 from pyramid.httpexceptions import HTTPException  # type: ignore[import-untyped]
 from pyramid.interfaces import ISession  # type: ignore[import-untyped]
 from pyramid.request import Request  # type: ignore[import-untyped]
@@ -56,6 +57,9 @@ SETTINGS_PREFIX = "aerospike_session."
 #: Where the configured middleware is kept in the registry.
 REGISTRY_KEY = "aerospike_wsgi_session.middleware"
 
+#: Marks, in the environ, a request the tween answered with ``503``.
+ANSWERED_KEY = "aerospike_wsgi_session.answered"
+
 FLASH_PREFIX = "_f_"
 CSRF_KEY = "_csrft_"
 
@@ -73,6 +77,7 @@ def includeme(config: Configurator) -> None:
     config.registry[REGISTRY_KEY] = settings.wrap(_never_called)
     config.set_session_factory(session_factory)
     config.add_tween(f"{__name__}.session_tween_factory", over=EXCVIEW)
+    config.add_subscriber(save_session, NewResponse)
 
 
 def _never_called(environ: Any, start_response: Any) -> list[bytes]:
@@ -92,30 +97,45 @@ def session_factory(request: Request) -> PyramidSession:
 
 
 def session_tween_factory(handler: Handler, registry: Any) -> Handler:
-    """The tween that loads each request's session and saves it in time."""
+    """The tween that gives each request its session."""
     middleware: SessionMiddleware = registry[REGISTRY_KEY]
 
-    # TODO: save what response callbacks change, because Pyramid runs them
-    # after this tween returned, when the headers are final: it is lost now.
     def session_tween(request: Request) -> Response:
         session = Session(middleware.manager, request.environ)
         request.environ[middleware.environ_key] = session
         try:
-            response = handler(request)
-            if not _succeeded(request):
-                return response
-            if session.accessed:
-                headers = list(response.headerlist)
-                response.headerlist = middleware.session_headers(session, headers)
+            return handler(request)
         except StoreError as err:
-            return _unavailable(middleware, session, err)
-        if isinstance(response.app_iter, list | tuple):
-            session.release_environ()
-        else:
-            _save_when_closed(response, middleware, session)
-        return response
+            request.environ[ANSWERED_KEY] = True
+            response = Response()
+            _answer_unavailable(response, middleware, session, err)
+            return response
 
     return session_tween
+
+
+def save_session(event: NewResponse) -> None:
+    """Save the request's session into its final response.
+
+    Pyramid notifies ``NewResponse`` after the response callbacks, so what
+    they change is saved too.
+    """
+    request, response = event.request, event.response
+    middleware: SessionMiddleware = request.registry[REGISTRY_KEY]
+    session = request.environ.get(middleware.environ_key)
+    if not isinstance(session, Session) or request.environ.get(ANSWERED_KEY):
+        return
+    if _succeeded(request) and session.accessed:
+        try:
+            headers = list(response.headerlist)
+            response.headerlist = middleware.session_headers(session, headers)
+        except StoreError as err:
+            _answer_unavailable(response, middleware, session, err)
+            return
+    if isinstance(response.app_iter, list | tuple) or not _succeeded(request):
+        session.release_environ()
+    else:
+        _save_when_closed(response, middleware, session)
 
 
 def _save_when_closed(
@@ -164,15 +184,16 @@ def _succeeded(request: Request) -> bool:
     return exception is None or isinstance(exception, HTTPException)
 
 
-def _unavailable(
-    middleware: SessionMiddleware, session: Session, err: StoreError
-) -> Response:
+def _answer_unavailable(
+    response: Response, middleware: SessionMiddleware, session: Session, err: StoreError
+) -> None:
+    """Turn ``response`` into the middleware's ``503``: nothing was saved."""
     logger.error("session store failed, answering 503: %s", err)
     session.readonly = True
-    headers = list(middleware._unavailable_headers)
-    return Response(
-        status=UNAVAILABLE_STATUS, headerlist=headers, body=UNAVAILABLE_BODY
-    )
+    session.release_environ()
+    response.status = UNAVAILABLE_STATUS
+    response.headerlist = list(middleware._unavailable_headers)
+    response.app_iter = [UNAVAILABLE_BODY]
 
 
 class PyramidSession:

@@ -17,6 +17,7 @@ from pyramid.response import Response
 from webtest import TestApp
 from zope.interface.verify import verifyObject
 
+from aerospike_wsgi_session.middleware import UNAVAILABLE_BODY
 from aerospike_wsgi_session.pyramid import PyramidSession
 from aerospike_wsgi_session.testing import AerospikeServer
 from aerospike_wsgi_session.testing.plugin import Hosts
@@ -87,7 +88,12 @@ def later(request: Request) -> Any:
     def tell_the_user(request: Request, response: Response) -> None:
         response.headers["X-User"] = str(request.session.get("user"))
 
+    def remember(request: Request, response: Response) -> None:
+        request.session["remembered"] = request.params["what"]
+
     request.add_response_callback(tell_the_user)
+    if "what" in request.params:
+        request.add_response_callback(remember)
     return {}
 
 
@@ -205,6 +211,23 @@ def test_a_response_callback_can_read_the_session(browser: TestApp) -> None:
     assert response.headers["X-User"] == "ada"
 
 
+def test_what_a_response_callback_stores_is_saved(browser: TestApp) -> None:
+    browser.post("/login", {"user": "ada"})
+
+    browser.get("/later?what=tea")
+
+    assert browser.get("/").json["keys"] == ["_f_notice", "remembered", "user"]
+
+
+def test_a_new_session_started_by_a_response_callback_gets_its_cookie(
+    browser: TestApp,
+) -> None:
+    response = browser.get("/later?what=tea")
+
+    assert "session" in set_cookies(response)
+    assert browser.get("/").json["keys"] == ["remembered"]
+
+
 def test_logout_invalidates_the_session(browser: TestApp) -> None:
     browser.post("/login", {"user": "ada"})
 
@@ -285,6 +308,21 @@ def test_aerospike_down_answers_503(aerospike_server: AerospikeServer) -> None:
     response = browser.get("/", status=503)
 
     assert response.headers["Retry-After"] == "7"
+
+
+def test_a_save_that_fails_answers_503_and_keeps_the_session(
+    aerospike_server: AerospikeServer,
+) -> None:
+    app = pyramid_app(aerospike_server.hosts, "test", "pyramid")
+    browser = TestApp(validator(app))
+    browser.post("/login", {"user": "ada"})
+    aerospike_server.fail_next(1, 8, commands="write")
+
+    response = browser.get("/later?what=tea", status=503)
+
+    assert "Set-Cookie" not in response.headers
+    assert response.body == UNAVAILABLE_BODY
+    assert browser.get("/").json["keys"] == ["_f_notice", "user"]
 
 
 PYRAMID_INI = """
