@@ -489,10 +489,12 @@ class AerospikeStore:
     ) -> Delta:
         if not self._entrywise:
             return Delta.between(record.payload, self._to_record(data), None)
-        if keys is None and isinstance(data, LazyEntries) and data.unreadable:
-            # Compare every key but the unreadable ones, which stay stored.
-            stored = self.mapper.entries(record.payload)  # type: ignore[attr-defined]
-            keys = {*stored, *data} - data.unreadable
+        if keys is None and isinstance(data, LazyEntries):
+            readable = set(data)  # decodes every value: the unreadable are known
+            if data.unreadable:
+                # Compare every key but the unreadable ones, which stay stored.
+                stored = self.mapper.entries(record.payload)  # type: ignore[attr-defined]
+                keys = ({*stored} | readable) - data.unreadable
         if keys is not None:
             data = {key: data[key] for key in keys if key in data}
         payload = self._to_record(data)

@@ -262,6 +262,17 @@ def test_an_unreadable_value_reads_as_absent_and_stays_stored(
     assert stored_texts(store) == {"good": "2", "bad": "{not json"}
 
 
+def test_a_full_save_keeps_an_unreadable_value_no_one_asked_for(
+    store: AerospikeStore,
+) -> None:
+    record = put_with_a_bad_value(store)
+    data = record.data.copy()
+
+    store.save("k1", data, record, ttl=0, keys=None)
+
+    assert stored_texts(store) == {"good": "1", "bad": "{not json"}
+
+
 @pytest.mark.parametrize("change", ["set", "clear"])
 def test_an_unreadable_value_goes_when_the_application_replaces_it(
     store: AerospikeStore, change: str
