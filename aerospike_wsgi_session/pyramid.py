@@ -25,7 +25,9 @@ exception view of the application renders the error first.
 
 A change made while a streamed body is sent is saved when the body is
 closed, if the session is stored already (a new one cannot get its cookie
-any more).
+any more). A ``NewResponse`` subscriber of the application runs after the
+save if it was added after the include: what it changes in the session is
+not saved.
 """
 
 from __future__ import annotations
