@@ -79,17 +79,6 @@ def test_unchanged_save_writes_nothing(store: AerospikeStore) -> None:
     assert record_meta(store, "k1")["gen"] == generation
 
 
-def test_removed_keys_are_removed(store: AerospikeStore) -> None:
-    create(store, "k1", {"a": 1, "b": 2})
-    record = store.load("k1")
-    assert record is not None
-
-    store.save("k1", {"b": 2}, record, ttl=0)
-
-    loaded = store.load("k1")
-    assert loaded is not None and loaded.data == {"b": 2}
-
-
 def test_an_assigned_key_is_written_even_when_equal(store: AerospikeStore) -> None:
     create(store, "k1", {"role": "user"})
     mine = store.load("k1")
@@ -373,10 +362,11 @@ def with_mapper(store: AerospikeStore, mapper: Any) -> AerospikeStore:
     )
 
 
-def test_a_deleted_key_stays_deleted_with_a_bin_per_key_mapper(
-    store: AerospikeStore,
-) -> None:
-    mapped = with_mapper(store, BinPerKeyMapper())
+@pytest.mark.parametrize(
+    "mapper", [JSONMapper(), BinPerKeyMapper()], ids=["json", "bin-per-key"]
+)
+def test_removed_keys_are_removed(store: AerospikeStore, mapper: Any) -> None:
+    mapped = with_mapper(store, mapper)
     create(mapped, "k1", {"a": 1, "b": 2})
     record = mapped.load("k1")
     assert record is not None
