@@ -25,9 +25,6 @@ class Recent(Generic[K, V]):
         self._entries: dict[K, V] = {}
         self._size = size
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, key: K) -> V | None:
         """The result remembered for ``key``, or ``None``."""
         return self._entries.get(key)
