@@ -69,7 +69,8 @@ POLICY_SHORTCUTS = frozenset(
 )
 
 #: The client policies ``policies.<policy>.<field>`` may name, and their
-#: fields: the client itself ignores a name it does not know.
+#: fields; the client refuses a field its policy does not have when it is
+#: created.
 POLICY_NAMES = frozenset(
     {"read", "write", "operate", "remove", "apply", "batch", "query", "scan"}
     | {"info", "admin"}
@@ -77,15 +78,15 @@ POLICY_NAMES = frozenset(
 POLICY_FIELDS = POLICY_SHORTCUTS | {
     "timeout_delay", "compress", "deserialize", "key", "exists", "gen",
     "commit_level", "durable_delete", "replica", "read_mode_ap", "read_mode_sc",
-    "read_touch_ttl_percent", "ttl", "send_set_name", "max_records",
-    "records_per_second", "max_concurrent_threads", "respond_all_keys",
+    "read_touch_ttl_percent", "ttl", "max_records", "records_per_second",
+    "respond_all_keys",
     "allow_inline", "allow_inline_ssd", "concurrent",
 }  # fmt: skip
 #: The policy fields that are true or false. The others are whole numbers,
 #: which the client reads unsigned: it takes a negative one when it is
 #: created and then refuses every command that uses the policy.
 BOOLEAN_POLICY_FIELDS = frozenset(
-    {"compress", "deserialize", "durable_delete", "send_set_name"}
+    {"compress", "deserialize", "durable_delete"}
     | {"respond_all_keys", "allow_inline", "allow_inline_ssd", "concurrent"}
 )
 
@@ -308,7 +309,6 @@ STORE_OPTIONS: dict[str, Converter] = {
     "cluster_name": to_text,
     "app_id": to_text,
     "connect_timeout": whole_number(0),
-    "login_timeout_ms": whole_number(0),
     # The client refuses a tend interval under 250 ms, and with no connection
     # per node it could send no command.
     "tend_interval": whole_number(250),
@@ -318,6 +318,13 @@ STORE_OPTIONS: dict[str, Converter] = {
     "rack_aware": to_bool,
     "rack_id": whole_number(0),
     "use_services_alternate": to_bool,
+}
+
+
+#: Options that the client reads from its ``policies`` themselves, beside
+#: the policies.
+CLIENT_POLICY_OPTIONS: dict[str, Converter] = {
+    "login_timeout_ms": whole_number(0),
 }
 
 
@@ -366,7 +373,7 @@ def parse_settings(settings: Mapping[str, Any], prefix: str = "") -> SessionSett
     :raises TypeError: an option has a value of the wrong type.
     """
     parsed = SessionSettings()
-    policies: dict[str, dict[str, Any]] = {}
+    policies: dict[str, Any] = {}
     options = [
         (name[len(prefix) :], value)
         for name, value in settings.items()
@@ -386,7 +393,7 @@ def parse_settings(settings: Mapping[str, Any], prefix: str = "") -> SessionSett
 
 def _convert_one(
     parsed: SessionSettings,
-    policies: dict[str, dict[str, Any]],
+    policies: dict[str, Any],
     option: str,
     value: Any,
     prefix: str,
@@ -396,6 +403,8 @@ def _convert_one(
         parsed.middleware_options[option] = MIDDLEWARE_OPTIONS[option](named, value)
     elif option in STORE_OPTIONS:
         parsed.store_options[option] = STORE_OPTIONS[option](named, value)
+    elif option in CLIENT_POLICY_OPTIONS:
+        policies[option] = CLIENT_POLICY_OPTIONS[option](named, value)
     elif option in POLICY_SHORTCUTS:
         converted = policy_converter(option)(named, value)
         for policy in DEFAULT_POLICIES:
@@ -405,8 +414,9 @@ def _convert_one(
         fields = policies.setdefault(policy, {})
         fields[policy_field] = policy_converter(policy_field)(named, value)
     elif option.startswith(CLIENT_PREFIX) and len(option) > len(CLIENT_PREFIX):
-        # TODO: check client.<name> options here, because the client ignores
-        # names it does not know and checks values only when it connects.
+        # Checked by the client when it is created: it refuses a name it does
+        # not know (the store turns on its validate_keys) and a value it
+        # cannot use; check_at_startup makes that happen at start-up.
         key = option[len(CLIENT_PREFIX) :]
         parsed.store_options[key] = to_client_value(named, value)
     else:

@@ -972,14 +972,21 @@ def _describe(err: BaseException) -> str:
 def build_client_config(options: Mapping[str, Any]) -> dict[str, Any]:
     """Turn the store's client options into an ``aerospike.client`` config.
 
-    Parses ``hosts`` and fills in the request-path timeouts the options do
-    not set.
+    Parses ``hosts``, fills in the request-path timeouts the options do
+    not set, and asks the client to refuse option names it does not know
+    (``validate_keys``; set it to ``False`` to turn that off).
     """
     config = dict(options)
     config["hosts"] = parse_hosts(config.get("hosts", "127.0.0.1:3000"))
     config.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS)
+    # Without it the client ignores an option or policy name it does not
+    # know, so a misspelt one would silently change nothing.
+    config.setdefault("validate_keys", True)
+    # Besides the policies, ``policies`` holds a few options of its own,
+    # such as ``login_timeout_ms``.
     policies = {
-        name: dict(policy) for name, policy in config.get("policies", {}).items()
+        name: dict(policy) if isinstance(policy, Mapping) else policy
+        for name, policy in config.get("policies", {}).items()
     }
     defaults_by_name = {**DEFAULT_POLICIES, "query": DEFAULT_QUERY_POLICY}
     for name, defaults in defaults_by_name.items():

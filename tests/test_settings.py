@@ -10,6 +10,7 @@ import pytest
 from webtest import TestApp
 
 from aerospike_wsgi_session import AerospikeStore, JSONMapper, SessionMiddleware
+from aerospike_wsgi_session.exc import StoreError
 from aerospike_wsgi_session.settings import (
     MIDDLEWARE_OPTIONS,
     STORE_OPTIONS,
@@ -140,6 +141,47 @@ def test_policies_reach_the_client_config_over_the_defaults() -> None:
     read_policy = store._client_config["policies"]["read"]
     assert read_policy["max_retries"] == 3
     assert read_policy["total_timeout"] == 500
+
+
+def test_the_login_timeout_goes_where_the_client_reads_it() -> None:
+    store = parse_settings({"secret": SECRET, "login_timeout_ms": "2500"}).make_store()
+
+    assert store._client_config["policies"]["login_timeout_ms"] == 2500
+    assert "login_timeout_ms" not in store._client_config
+
+
+def backend_settings(hosts: Hosts, **options: str) -> dict[str, str]:
+    hosts_text = " ".join(f"{host}:{port}" for host, port in hosts)
+    return {"secret": SECRET, "hosts": hosts_text, **options}
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [
+        ("client.max_conn_per_node", "max_conn_per_node"),
+        ("policies.read.exists", "exists"),
+    ],
+    ids=["client-option", "policy-field"],
+)
+def test_a_misspelt_client_option_fails_at_startup(
+    aerospike_hosts: Hosts, option: str, name: str
+) -> None:
+    options = backend_settings(aerospike_hosts, check_at_startup="true")
+    settings = parse_settings({**options, option: "5"})
+
+    with pytest.raises(StoreError, match=f'"{name}" is an invalid'):
+        settings.wrap(session_app)
+
+
+def test_the_client_may_be_told_to_ignore_unknown_names(
+    aerospike_hosts: Hosts,
+) -> None:
+    options = backend_settings(aerospike_hosts, check_at_startup="true")
+    lenient = {"client.validate_keys": "false", "client.max_conn_per_node": "5"}
+    settings = parse_settings({**options, **lenient})
+    browser = TestApp(settings.wrap(session_app))
+
+    assert browser.get("/get/color").status_int == 200
 
 
 def test_only_prefixed_names_are_options() -> None:
