@@ -414,9 +414,10 @@ def _convert_one(
         fields = policies.setdefault(policy, {})
         fields[policy_field] = policy_converter(policy_field)(named, value)
     elif option.startswith(CLIENT_PREFIX) and len(option) > len(CLIENT_PREFIX):
-        # Checked by the client when it is created: it refuses a name it does
-        # not know (the store turns on its validate_keys) and a value it
-        # cannot use; check_at_startup makes that happen at start-up.
+        # The client refuses a name it does not know when it is created (the
+        # store turns on its validate_keys; check_at_startup creates it at
+        # start-up). Values are the client's to judge, and it lets some
+        # wrong ones pass, such as a text where a number belongs.
         key = option[len(CLIENT_PREFIX) :]
         parsed.store_options[key] = to_client_value(named, value)
     else:
