@@ -21,7 +21,7 @@ from aerospike_wsgi_session.exc import DecodeError, UnencodableValueError
 from aerospike_wsgi_session.mapper import JSONMapper, Mapper
 from aerospike_wsgi_session.signing import Signer
 
-from .helpers import SECRET, body_json, set_cookies
+from .helpers import SECRET, BinPerKeyMapper, body_json, set_cookies
 
 offsets = st.integers(min_value=-23 * 60, max_value=23 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
@@ -388,16 +388,6 @@ def test_a_custom_mapper_that_cannot_write_a_value_changes_nothing(
     session_id = cookie.partition(".")[0]
     _, meta, bins = store.client.get(store.key(signer.record_key(session_id)))
     assert (meta["gen"], json.loads(bins["blob"])) == (1, {"name": "ada"})
-
-
-class BinPerKeyMapper:
-    """A custom mapper that makes one bin of each session key."""
-
-    def to_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: json.dumps(value) for key, value in data.items()}
-
-    def from_record(self, bins: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: json.loads(text) for name, text in bins.items()}
 
 
 def test_a_session_key_cannot_become_one_of_the_store_s_own_bins(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,8 @@ from aerospike_wsgi_session.testing import (
     NamespaceConfig,
     scan_until,
 )
+
+from .helpers import BinPerKeyMapper
 
 GENERATION_ERROR = 3
 
@@ -344,16 +345,6 @@ def test_custom_mapper(store: AerospikeStore) -> None:
 
     loaded = mapped.load("k1")
     assert loaded is not None and loaded.data == {"shout": "[('A', 'B')]"}
-
-
-class BinPerKeyMapper:
-    """A mapper that is not entry-wise: one bin per session key."""
-
-    def to_record(self, data: Any) -> dict[str, Any]:
-        return {key: json.dumps(value) for key, value in data.items()}
-
-    def from_record(self, bins: Any) -> dict[str, Any]:
-        return {key: json.loads(text) for key, text in bins.items()}
 
 
 def with_mapper(store: AerospikeStore, mapper: Any) -> AerospikeStore:
